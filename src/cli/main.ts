@@ -1,0 +1,185 @@
+/**
+ * The command line: run | check | explain. Maps failures to exit codes:
+ * 0 clean stop, 1 bad config or arguments, 2 could not bind or start.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { App } from '../app.js';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { validate } from '../config/validate.js';
+import { ConfigError, L4lbError } from '../errors.js';
+import { createLogger, type LogFormat } from '../log.js';
+import { explainClient, explainRing, formatClient, formatRing, pickFrontend } from './explain.js';
+
+const VERSION = (JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+
+interface RunOptions {
+  config?: string;
+  listen?: string[];
+  backend?: string[];
+  affinity?: string;
+  ttl?: string;
+  admin?: string;
+  logFormat: LogFormat;
+  logLevel?: string;
+}
+
+/** Quick-flag mode: one frontend `default` with backends b1..bN. */
+function configFromFlags(o: RunOptions): Config {
+  const input: Record<string, unknown> = {
+    frontends: [
+      {
+        name: 'default',
+        listen: o.listen ?? [],
+        affinity: { key: o.affinity ?? 'source_ip' },
+        ...(o.ttl ? { persistence: { ttl: o.ttl } } : {}),
+        backends: (o.backend ?? []).map((address, i) => ({ name: `b${i + 1}`, address })),
+      },
+    ],
+  };
+  if (o.admin) input.admin = { listen: o.admin };
+  if (!o.listen?.length) throw new L4lbError('L4LB_ERR_ARGS', '--listen: required without -c/--config');
+  if (!o.backend?.length) throw new L4lbError('L4LB_ERR_ARGS', '--backend: at least one is required without -c/--config');
+  const r = validate(input);
+  if (r.ok) return r.config;
+  const flag = (path: string) =>
+    path
+      .replace(/^frontends\[0\]\.listen\[(\d+)\]/, '--listen #$1')
+      .replace(/^frontends\[0\]\.backends\[(\d+)\]\.address/, (_m, i: string) => `--backend #${Number(i) + 1}`)
+      .replace(/^frontends\[0\]\.affinity\.key/, '--affinity')
+      .replace(/^frontends\[0\]\.persistence\.ttl/, '--ttl')
+      .replace(/^admin\.listen/, '--admin');
+  throw new ConfigError(r.errors.map((e) => ({ path: flag(e.path), message: e.message })));
+}
+
+async function run(o: RunOptions): Promise<number> {
+  const config = o.config ? loadConfig(o.config) : configFromFlags(o);
+  const log = createLogger(o.logLevel ?? config.log.level, o.logFormat);
+  const app = new App(config, log);
+  try {
+    await app.start();
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, 'could not start');
+    return 2;
+  }
+  let reloading = Promise.resolve();
+  process.on('SIGHUP', () => {
+    reloading = reloading.then(async () => {
+      if (!o.config) {
+        log.warn('reload ignored: running from command-line flags, not a config file');
+        return;
+      }
+      try {
+        const next = loadConfig(o.config);
+        await app.reload(next);
+        log.info({ config: o.config }, 'reloaded');
+      } catch (err) {
+        const errors = err instanceof ConfigError ? err.issues.map((i) => `${i.path}: ${i.message}`) : [(err as Error).message];
+        log.error({ config: o.config, errors }, 'reload failed');
+      }
+    });
+  });
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'stopping');
+      void app.stop().then(() => {
+        log.info('stopped');
+        resolve(0);
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+function check(file: string): number {
+  loadConfig(file);
+  process.stdout.write('config ok\n');
+  return 0;
+}
+
+function explain(o: { config: string; client?: string; sni?: string; frontend?: string; ring?: boolean; json?: boolean }): number {
+  const config = loadConfig(o.config);
+  const fe = pickFrontend(config, o.frontend);
+  if (o.ring) {
+    const r = explainRing(fe);
+    const out = o.json ? JSON.stringify({ frontend: r.frontend, backends: r.backends.map((b) => ({ name: b.name, share: b.share })), points: r.points }) : formatRing(r);
+    process.stdout.write(out + '\n');
+    return 0;
+  }
+  if (!o.client) throw new L4lbError('L4LB_ERR_ARGS', '--client: required (or --ring)');
+  const e = explainClient(fe, o.client, o.sni);
+  process.stdout.write((o.json ? JSON.stringify(e) : formatClient(e)) + '\n');
+  return 0;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+export async function main(argv: string[]): Promise<number> {
+  let result: Promise<number> | number = 0;
+  const program = new Command('l4lb')
+    .description('Layer-4 TCP/TLS load balancer with session persistence')
+    .version(VERSION, '-V, --version')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  const runOpts = (cmd: Command) =>
+    cmd
+      .option('-c, --config <file>', 'config file (YAML, or JSON by .json extension)')
+      .option('--listen <host:port>', 'quick mode: address to listen on (repeatable)', collect)
+      .option('--backend <host:port>', 'quick mode: a backend (repeatable)', collect)
+      .addOption(new Option('--affinity <key>', 'quick mode: affinity key').choices(['source_ip', 'none']))
+      .option('--ttl <duration>', 'quick mode: persistence ttl, e.g. 30m')
+      .option('--admin <host:port>', 'quick mode: admin listener')
+      .addOption(new Option('--log-format <format>', 'log format').choices(['json', 'pretty']).default('json'))
+      .option('--log-level <level>', 'override log.level');
+
+  runOpts(program.command('run').description('run the load balancer (the default command)')).action((o: RunOptions) => {
+    result = run(o);
+  });
+  program
+    .command('check')
+    .description('validate a config file: exit 0 "config ok", else 1 and every error with its path')
+    .requiredOption('-c, --config <file>', 'config file')
+    .action((o: { config: string }) => {
+      result = check(o.config);
+    });
+  program
+    .command('explain')
+    .description('where would this client go, and why; or --ring: each backend\'s exact share of the ring')
+    .requiredOption('-c, --config <file>', 'config file')
+    .option('--client <ip>', 'client address')
+    .option('--sni <name>', 'TLS server name the client sends')
+    .option('--frontend <name>', 'frontend (default: the first)')
+    .option('--ring', "print each backend's exact share of the ring")
+    .option('--json', 'machine-readable output')
+    .action((o) => {
+      result = explain(o);
+    });
+  // `l4lb -c FILE` means `l4lb run -c FILE`.
+  const args = argv.slice(2);
+  const first = args[0];
+  if (first === undefined || (first.startsWith('-') && !['-h', '--help', '-V', '--version'].includes(first))) args.unshift('run');
+  try {
+    await program.parseAsync(args, { from: 'user' });
+    return await result;
+  } catch (err) {
+    return report(err);
+  }
+}
+
+function report(err: unknown): number {
+  if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1;
+  if (err instanceof ConfigError) {
+    for (const i of err.issues) process.stderr.write(`${i.path}: ${i.message}\n`);
+    return 1;
+  }
+  if (err instanceof L4lbError) {
+    process.stderr.write(`${err.message}\n`);
+    return err.code === 'L4LB_ERR_BIND' ? 2 : 1;
+  }
+  process.stderr.write(`l4lb: ${(err as Error).stack ?? String(err)}\n`);
+  return 2;
+}

@@ -1,0 +1,141 @@
+/**
+ * The config schema: the one table of defaults (SPEC §3) and the typed,
+ * resolved shape the rest of l4lb reads. Durations become milliseconds,
+ * addresses become HostPort, CIDRs are checked. Unknown keys are errors.
+ */
+import { z } from 'zod';
+import { parseCidr, parseDuration, parseHostPort, type HostPort } from './parse.js';
+
+const duration = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (typeof ms === 'string') {
+    ctx.addIssue({ code: 'custom', message: ms });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+export interface Address extends HostPort {
+  readonly text: string;
+}
+
+const address = z.string().transform((text, ctx): Address => {
+  const hp = parseHostPort(text);
+  if (typeof hp === 'string') {
+    ctx.addIssue({ code: 'custom', message: hp });
+    return z.NEVER;
+  }
+  return { ...hp, text };
+});
+
+const cidr = z.string().superRefine((text, ctx) => {
+  const c = parseCidr(text);
+  if (typeof c === 'string') ctx.addIssue({ code: 'custom', message: c });
+});
+
+/** `off` may also be written as YAML `false`. */
+function offOr<const T extends readonly [string, ...string[]]>(values: T) {
+  return z.union([z.literal(false), z.enum(['off', ...values])]).transform((v) => (v === false ? 'off' : v) as 'off' | T[number]);
+}
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+const name = z.string().regex(/^[a-z0-9_-]+$/, 'must match [a-z0-9_-]+');
+
+const backend = z.strictObject({
+  name,
+  address,
+  weight: int(0, 256).default(1),
+  backup: z.boolean().default(false),
+  send_proxy: offOr(['v1', 'v2']).optional(),
+  max_connections: int(0, 10_000_000).default(0),
+});
+
+const healthCheck = z.strictObject({
+  interval: duration.default(2000),
+  timeout: duration.default(1000),
+  rise: int(1, 100).default(2),
+  fall: int(1, 100).default(3),
+  send: z.string().nullable().default(null),
+  expect: z.string().nullable().default(null),
+});
+
+const frontend = z.strictObject({
+  name,
+  listen: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(address).min(1, 'at least one listen address')),
+  accept_proxy: offOr(['optional', 'required']).default('off'),
+  trusted_proxies: z.array(cidr).default([]),
+  allow: z.array(cidr).default([]),
+  deny: z.array(cidr).default([]),
+  max_connections: int(1, 10_000_000).default(10_000),
+  affinity: z
+    .strictObject({
+      key: z.enum(['source_ip', 'sni', 'none']).default('source_ip'),
+      ipv4_prefix: int(0, 32).default(32),
+      ipv6_prefix: int(0, 128).default(128),
+      fallback: z.enum(['source_ip', 'none']).default('source_ip'),
+    })
+    .prefault({}),
+  persistence: z
+    .strictObject({
+      ttl: duration.default(30 * 60_000),
+      max_entries: int(1, 100_000_000).default(1_000_000),
+    })
+    .prefault({}),
+  balance: z
+    .strictObject({
+      /** Unset means: consistent_hash, or round_robin when affinity.key is none. */
+      algorithm: z.enum(['consistent_hash', 'round_robin', 'least_conn']).optional(),
+      vnodes: int(1, 100_000).default(1000),
+    })
+    .prefault({}),
+  timeouts: z
+    .strictObject({
+      connect: duration.default(2000),
+      idle: duration.default(3_600_000),
+      handshake: duration.default(5000),
+    })
+    .prefault({}),
+  retries: int(0, 100).default(2),
+  passive: z
+    .strictObject({
+      max_fails: int(1, 1000).default(3),
+      fail_timeout: duration.default(10_000),
+    })
+    .prefault({}),
+  send_proxy: offOr(['v1', 'v2']).default('off'),
+  health_check: healthCheck.optional(),
+  backends: z.array(backend).min(1, 'at least one backend'),
+});
+
+export const configSchema = z.strictObject({
+  admin: z
+    .strictObject({
+      listen: address.prefault('127.0.0.1:9100'),
+      token: z.string().min(1).nullable().default(null),
+    })
+    .optional(),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  shutdown_grace: duration.default(30_000),
+  frontends: z.array(frontend).min(1, 'at least one frontend'),
+});
+
+type Parsed = z.output<typeof configSchema>;
+type DeepReadonly<T> = T extends (infer E)[]
+  ? readonly DeepReadonly<E>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+export type Algorithm = 'consistent_hash' | 'round_robin' | 'least_conn';
+export type Config = DeepReadonly<Omit<Parsed, 'frontends'>> & { readonly frontends: readonly FrontendConfig[] };
+type ParsedFrontend = Parsed['frontends'][number];
+export type FrontendConfig = DeepReadonly<Omit<ParsedFrontend, 'balance'>> & {
+  readonly balance: { readonly algorithm: Algorithm; readonly vnodes: number };
+};
+export type BackendConfig = FrontendConfig['backends'][number];
+export type AffinityKeyKind = FrontendConfig['affinity']['key'];
+export type ProxyVersion = 'off' | 'v1' | 'v2';

@@ -1,0 +1,99 @@
+/**
+ * unknown → a frozen Config, or every error with its path. Never throws for
+ * bad input and never exits: the caller decides what an error means.
+ */
+import type { ConfigIssue } from '../errors.js';
+import { configSchema, type Config } from './schema.js';
+
+export type ValidateResult = { ok: true; config: Config } | { ok: false; errors: ConfigIssue[] };
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out === '' ? String(p) : `.${String(p)}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+export function validate(input: unknown): ValidateResult {
+  const parsed = configSchema.safeParse(input);
+  if (!parsed.success) {
+    const errors: ConfigIssue[] = duplicateNames(input);
+    for (const issue of parsed.error.issues) {
+      if (issue.code === 'unrecognized_keys') {
+        for (const key of issue.keys) errors.push({ path: formatPath([...issue.path, key]), message: 'unknown key' });
+      } else {
+        errors.push({ path: formatPath(issue.path), message: issue.message });
+      }
+    }
+    return { ok: false, errors };
+  }
+  const raw = parsed.data;
+  const errors: ConfigIssue[] = duplicateNames(input);
+  const seenListen = new Map<string, string>();
+  const frontends = raw.frontends.map((fe, i) => {
+    const at = `frontends[${i}]`;
+    fe.listen.forEach((a, j) => {
+      const k = `${a.host}:${a.port}`;
+      const other = seenListen.get(k);
+      if (a.port !== 0 && other !== undefined) errors.push({ path: `${at}.listen[${j}]`, message: `address ${a.text} is already used by ${other}` });
+      seenListen.set(k, `${at}.listen[${j}]`);
+    });
+    let algorithm = fe.balance.algorithm;
+    if (fe.affinity.key === 'none' && algorithm === 'consistent_hash') {
+      errors.push({ path: `${at}.balance.algorithm`, message: 'consistent_hash needs an affinity key; with affinity.key "none" use round_robin or least_conn' });
+    }
+    algorithm ??= fe.affinity.key === 'none' ? 'round_robin' : 'consistent_hash';
+    errors.push(...unsupported(fe, at));
+    return { ...fe, balance: { ...fe.balance, algorithm } };
+  });
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, config: deepFreeze({ ...raw, frontends }) as Config };
+}
+
+/** Duplicate frontend / backend names, read from the raw input so they are reported with the schema's errors. */
+function duplicateNames(input: unknown): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  const list = (v: unknown, key: string): unknown[] => {
+    const x = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined;
+    return Array.isArray(x) ? x : [];
+  };
+  const check = (items: unknown[], at: string, what: string) => {
+    const seen = new Map<unknown, number>();
+    items.forEach((item, i) => {
+      const name = item !== null && typeof item === 'object' ? (item as Record<string, unknown>).name : undefined;
+      if (typeof name !== 'string') return;
+      const prev = seen.get(name);
+      if (prev !== undefined) out.push({ path: `${at}[${i}].name`, message: `duplicate ${what} name "${name}" (also ${at}[${prev}])` });
+      else seen.set(name, i);
+    });
+  };
+  const frontends = list(input, 'frontends');
+  check(frontends, 'frontends', 'frontend');
+  frontends.forEach((fe, i) => check(list(fe, 'backends'), `frontends[${i}].backends`, 'backend'));
+  return out;
+}
+
+/** Keys the schema knows but this build does not implement yet: refuse rather than ignore. */
+function unsupported(
+  fe: { health_check?: unknown; accept_proxy: string; send_proxy: string; affinity: { key: string }; backends: readonly { send_proxy?: string }[] },
+  at: string,
+): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  const no = (path: string, what: string) => out.push({ path: `${at}.${path}`, message: `${what} is not supported by this version yet` });
+  if (fe.health_check !== undefined) no('health_check', 'active health checking');
+  if (fe.accept_proxy !== 'off') no('accept_proxy', 'the inbound PROXY protocol');
+  if (fe.send_proxy !== 'off') no('send_proxy', 'the outbound PROXY protocol');
+  fe.backends.forEach((b, i) => b.send_proxy !== undefined && b.send_proxy !== 'off' && no(`backends[${i}].send_proxy`, 'the outbound PROXY protocol'));
+  if (fe.affinity.key === 'sni') no('affinity.key', 'affinity by TLS SNI');
+  return out;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,80 @@
+/**
+ * One net.Server per listen address. Admission (max_connections, allow/deny)
+ * happens here; an admitted socket becomes a Session of the frontend's
+ * current runtime.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Address } from '../config/schema.js';
+import type { FrontendRuntime, RefusedReason } from '../runtime.js';
+import { canonicalIp, sourceIpKey } from '../routing/affinity.js';
+import type { Dialer } from './dialer.js';
+import { Session } from './session.js';
+import { BindError } from '../errors.js';
+
+export interface SessionHost {
+  /** The frontend's current runtime (replaced on reload). */
+  runtime(frontend: string): FrontendRuntime | undefined;
+  readonly dialer: Dialer;
+  readonly sessions: Set<Session>;
+}
+
+export class Listener {
+  private readonly server: Server;
+  /** The bound port (the real one for port 0). */
+  port = 0;
+
+  constructor(
+    readonly address: Address,
+    /** Which frontend this address serves; may change on reload. */
+    public frontend: string,
+    private readonly host: SessionHost,
+  ) {
+    this.server = createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.accept(sock));
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => reject(new BindError(`cannot listen on ${this.address.text}: ${err.code ?? err.message}`));
+      this.server.once('error', onError);
+      this.server.listen({ host: this.address.host, port: this.address.port, ipv6Only: this.address.family === 6 }, () => {
+        this.server.removeListener('error', onError);
+        this.server.on('error', () => {}); // accept errors (EMFILE...) surface per connection; keep serving
+        const a = this.server.address();
+        this.port = typeof a === 'object' && a ? a.port : this.address.port;
+        resolve(this.port);
+      });
+    });
+  }
+
+  /** Stop accepting; open connections carry on. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(sock: Socket): void {
+    const rt = this.host.runtime(this.frontend);
+    const peer = sock.remoteAddress;
+    if (!rt || peer === undefined) {
+      sock.destroy();
+      return;
+    }
+    const ip = canonicalIp(peer);
+    const fe = rt.config;
+    if (rt.stats.active >= fe.max_connections) return this.refuse(rt, sock, ip, 'over_limit');
+    if (!rt.admission.permits(ip)) return this.refuse(rt, sock, ip, 'denied');
+    rt.stats.active++;
+    rt.stats.total++;
+    const key = fe.affinity.key === 'none' ? null : sourceIpKey(ip, fe.affinity);
+    const sessions = this.host.sessions;
+    const s = new Session(rt, sock, ip, key, 'socket', this.host.dialer, (done) => sessions.delete(done));
+    sessions.add(s);
+    s.start();
+  }
+
+  private refuse(rt: FrontendRuntime, sock: Socket, ip: string, reason: RefusedReason): void {
+    rt.stats.refused[reason]++;
+    sock.on('error', () => {}); // the refusal is what we log; a reset on the way out adds nothing
+    sock.destroy();
+    rt.log.info({ client: ip, reason }, 'connection refused');
+  }
+}

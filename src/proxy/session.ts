@@ -1,0 +1,212 @@
+/**
+ * One client connection: key → decide → dial (with failover) → relay →
+ * one close record. Bytes the client sends before a backend accepts are
+ * buffered (up to 64 KiB, then the client is paused) and delivered exactly
+ * once, to whichever backend finally accepts.
+ */
+import type { Socket } from 'node:net';
+import type { BackendRuntime } from '../health/state.js';
+import type { Decision } from '../routing/router.js';
+import type { FrontendRuntime } from '../runtime.js';
+import { ConnectError, type Dialer } from './dialer.js';
+
+export const EARLY_BYTES_LIMIT = 64 * 1024;
+
+export type CloseReason =
+  | 'client_closed'
+  | 'backend_closed'
+  | 'idle_timeout'
+  | 'no_backend'
+  | 'connect_failed'
+  | 'client_error'
+  | 'backend_error'
+  | 'shutdown';
+
+export type KeySource = 'socket' | 'proxy' | 'sni' | 'fallback';
+
+export class Session {
+  private backendSock: Socket | null = null;
+  private backend: BackendRuntime | null = null;
+  private early: Buffer[] = [];
+  private earlyBytes = 0;
+  private clientEnded = false;
+  private reason: CloseReason | null = null;
+  private readonly started = performance.now();
+  private closed = false;
+  private pinned = false;
+  private openSockets = 1;
+
+  constructor(
+    private readonly rt: FrontendRuntime,
+    private readonly client: Socket,
+    private readonly clientIp: string,
+    private readonly key: string | null,
+    private readonly keySource: KeySource,
+    private readonly dialer: Dialer,
+    private readonly onDone: (s: Session) => void,
+  ) {}
+
+  start(): void {
+    const c = this.client;
+    c.on('data', this.onEarlyData);
+    c.once('end', this.onEarlyEnd);
+    c.on('error', this.onClientError);
+    c.once('close', this.onSocketClose);
+    const hash = this.rt.router.hash(this.key);
+    const first = this.rt.router.decide(this.key, hash, this.rt.table, this.rt.view);
+    if (first === null) {
+      this.rt.stats.noBackend++;
+      this.finish('no_backend');
+      return;
+    }
+    void this.dial(first, hash);
+  }
+
+  /** Stop now (shutdown grace ran out). */
+  abort(reason: CloseReason): void {
+    this.finish(reason);
+  }
+
+  private readonly onEarlyData = (chunk: Buffer): void => {
+    this.early.push(chunk);
+    this.earlyBytes += chunk.length;
+    if (this.earlyBytes >= EARLY_BYTES_LIMIT) this.client.pause();
+  };
+
+  private readonly onEarlyEnd = (): void => {
+    this.clientEnded = true;
+  };
+
+  private async dial(first: Decision, hash: number): Promise<void> {
+    const rt = this.rt;
+    const tried = new Set<number>();
+    const keep = first.via === 'overflow';
+    let d: Decision | null = first;
+    for (let attempt = 0; d !== null; attempt++) {
+      const b = rt.backends[d.backend]!;
+      tried.add(d.backend);
+      b.active++; // counts toward max_connections / least_conn while connecting
+      try {
+        const sock = await this.dialer.connect(b.config.address, rt.config.timeouts.connect);
+        if (this.closed) {
+          b.active--;
+          sock.destroy();
+          return;
+        }
+        rt.passive.success(b);
+        if (this.key !== null && rt.table !== null) {
+          if (d.write && !keep) rt.table.assign(this.key, b.name);
+          rt.table.open(this.key);
+          this.pinned = true;
+        }
+        this.attach(b, sock);
+        return;
+      } catch (err) {
+        b.active--;
+        const why = err instanceof ConnectError ? err.reason : 'error';
+        rt.passive.failure(b, why);
+        if (this.closed) return;
+        if (attempt >= rt.config.retries) break;
+        d = rt.router.next(this.key, hash, rt.view, tried);
+        if (d !== null) rt.stats.failovers++;
+        if (rt.log.isLevelEnabled('debug')) rt.log.debug({ client: this.clientIp, backend: b.name, why, next: d && rt.backends[d.backend]!.name }, 'connect failed');
+      }
+    }
+    rt.stats.connectFailed++;
+    this.finish('connect_failed');
+  }
+
+  private attach(b: BackendRuntime, sock: Socket): void {
+    const c = this.client;
+    this.backend = b;
+    this.backendSock = sock;
+    b.total++;
+    this.openSockets++;
+    sock.on('error', this.onBackendError);
+    sock.once('close', this.onSocketClose);
+    sock.once('end', this.onBackendEnd);
+    c.removeListener('data', this.onEarlyData);
+    c.removeListener('end', this.onEarlyEnd);
+    c.once('end', this.onClientEnd);
+    for (const chunk of this.early) sock.write(chunk);
+    this.early = [];
+    if (this.clientEnded) {
+      this.onClientEnd();
+      sock.end();
+    } else {
+      c.pipe(sock);
+    }
+    sock.pipe(c);
+    c.setTimeout(this.rt.config.timeouts.idle, this.onIdle);
+  }
+
+  private readonly onClientEnd = (): void => {
+    this.reason ??= 'client_closed';
+  };
+
+  private readonly onBackendEnd = (): void => {
+    this.reason ??= 'backend_closed';
+  };
+
+  private readonly onIdle = (): void => {
+    this.finish('idle_timeout');
+  };
+
+  private readonly onClientError = (): void => {
+    this.finish(this.reason ?? 'client_error');
+  };
+
+  private readonly onBackendError = (): void => {
+    this.finish(this.reason ?? 'backend_error');
+  };
+
+  /** Each socket closes once both its directions are done (or it failed); the pair is done when both have. */
+  private readonly onSocketClose = (): void => {
+    if (--this.openSockets === 0) {
+      this.finish(this.reason ?? 'client_closed');
+      return;
+    }
+    if (this.closed) return;
+    // One side went away without an error: end the other gracefully, so what it still has to send is flushed.
+    const other = this.client.destroyed ? this.backendSock : this.client;
+    this.reason ??= this.client.destroyed ? 'client_closed' : 'backend_closed';
+    other?.end();
+  };
+
+  private finish(reason: CloseReason): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reason ??= reason;
+    const c = this.client;
+    const s = this.backendSock;
+    c.destroy();
+    s?.destroy();
+    const rt = this.rt;
+    const b = this.backend;
+    const bytesIn = s ? s.bytesWritten : 0;
+    const bytesOut = c.bytesWritten;
+    rt.stats.active--;
+    rt.stats.bytesIn += bytesIn;
+    rt.stats.bytesOut += bytesOut;
+    if (b) {
+      b.active--;
+      b.bytesIn += bytesIn;
+      b.bytesOut += bytesOut;
+    }
+    if (this.pinned) rt.table!.close(this.key!);
+    rt.log.info(
+      {
+        client: this.clientIp,
+        key: this.key,
+        key_source: this.keySource,
+        backend: b?.name ?? null,
+        bytes_in: bytesIn,
+        bytes_out: bytesOut,
+        duration_ms: Math.round(performance.now() - this.started),
+        reason: this.reason,
+      },
+      'connection closed',
+    );
+    this.onDone(this);
+  }
+}

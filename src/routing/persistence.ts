@@ -1,0 +1,143 @@
+/**
+ * The persistence table: key → backend name. Idle entries live in an LRU
+ * with an idle ttl (capped at max_entries, least recently used goes first).
+ * A key with open connections is pinned outside the LRU, so it can neither
+ * expire nor be evicted; its ttl starts again when its last connection
+ * closes. The clock is injectable for tests.
+ */
+import { LRUCache } from 'lru-cache';
+
+export interface PersistenceEntry {
+  readonly key: string;
+  readonly backend: string;
+  /** Milliseconds since the epoch; null while the key has open connections. */
+  readonly expiresAt: number | null;
+  readonly connections: number;
+}
+
+/** What the router and the session need; a shared store can implement it too. */
+export interface PersistenceTable {
+  lookup(key: string): string | undefined;
+  /** Write (or rewrite) the key's backend; its ttl starts now unless pinned. */
+  assign(key: string, backend: string): void;
+  /** A connection of this key opened / closed (pins the entry while any is open). */
+  open(key: string): void;
+  close(key: string): void;
+  delete(key: string): boolean;
+  /** Drop every entry; returns how many. */
+  clear(): number;
+  /** Drop the entries of backends `keep` rejects; returns how many. */
+  retain(keep: (backend: string) => boolean): number;
+  entries(): IterableIterator<PersistenceEntry>;
+  get(key: string): PersistenceEntry | undefined;
+  readonly size: number;
+  readonly evictions: number;
+}
+
+export interface Clock {
+  now(): number;
+}
+
+interface Pinned {
+  backend: string;
+  connections: number;
+}
+
+export class LocalTable implements PersistenceTable {
+  private readonly lru: LRUCache<string, string>;
+  private readonly pinned = new Map<string, Pinned>();
+  private evicted = 0;
+
+  constructor(
+    readonly ttlMs: number,
+    readonly maxEntries: number,
+    private readonly clock: Clock = performance,
+    private readonly wallClock: Clock = Date,
+  ) {
+    this.lru = new LRUCache<string, string>({
+      max: maxEntries,
+      ttl: ttlMs,
+      ttlAutopurge: false,
+      updateAgeOnGet: false,
+      ttlResolution: 0,
+      perf: clock,
+      dispose: (_v, _k, reason) => {
+        if (reason === 'evict') this.evicted++;
+      },
+    });
+  }
+
+  get size(): number {
+    return this.lru.size + this.pinned.size;
+  }
+
+  get evictions(): number {
+    return this.evicted;
+  }
+
+  lookup(key: string): string | undefined {
+    return this.pinned.get(key)?.backend ?? this.lru.get(key);
+  }
+
+  assign(key: string, backend: string): void {
+    const p = this.pinned.get(key);
+    if (p) p.backend = backend;
+    else this.lru.set(key, backend);
+  }
+
+  open(key: string): void {
+    const p = this.pinned.get(key);
+    if (p) {
+      p.connections++;
+      return;
+    }
+    const backend = this.lru.get(key);
+    if (backend === undefined) return; // never assigned (or no persistence): nothing to pin
+    this.lru.delete(key);
+    this.pinned.set(key, { backend, connections: 1 });
+  }
+
+  close(key: string): void {
+    const p = this.pinned.get(key);
+    if (!p) return;
+    if (--p.connections > 0) return;
+    this.pinned.delete(key);
+    this.lru.set(key, p.backend);
+  }
+
+  delete(key: string): boolean {
+    const a = this.pinned.delete(key);
+    return this.lru.delete(key) || a;
+  }
+
+  clear(): number {
+    const n = this.size;
+    this.pinned.clear();
+    this.lru.clear();
+    return n;
+  }
+
+  retain(keep: (backend: string) => boolean): number {
+    let n = 0;
+    for (const [k, p] of this.pinned) if (!keep(p.backend)) (this.pinned.delete(k), n++);
+    for (const [k, b] of this.lru.entries()) if (!keep(b)) (this.lru.delete(k), n++);
+    return n;
+  }
+
+  get(key: string): PersistenceEntry | undefined {
+    const p = this.pinned.get(key);
+    if (p) return { key, backend: p.backend, expiresAt: null, connections: p.connections };
+    const backend = this.lru.get(key);
+    if (backend === undefined) return undefined;
+    return { key, backend, expiresAt: this.expiry(key), connections: 0 };
+  }
+
+  *entries(): IterableIterator<PersistenceEntry> {
+    for (const [key, p] of this.pinned) yield { key, backend: p.backend, expiresAt: null, connections: p.connections };
+    for (const [key, backend] of this.lru.entries()) yield { key, backend, expiresAt: this.expiry(key), connections: 0 };
+  }
+
+  private expiry(key: string): number {
+    return Math.round(this.wallClock.now() + this.lru.getRemainingTTL(key));
+  }
+}

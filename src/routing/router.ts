@@ -1,0 +1,84 @@
+/**
+ * The routing decision, shared by live traffic and `l4lb explain`: an
+ * eligible persistence entry wins; otherwise the balancer places the key.
+ * No I/O here: the caller passes the key, its hash and a BackendView.
+ */
+import type { Balancer, BackendView, PoolMember } from './balancer.js';
+import { createBalancer } from './balancer.js';
+import { hashKey } from './hash.js';
+import type { PersistenceTable } from './persistence.js';
+import type { Algorithm } from '../config/schema.js';
+
+/** How the backend was chosen. */
+export type Via =
+  | 'table' //      the key's persistence entry
+  | 'placed' //     a new key (or one whose backend is no longer eligible), by the balancer
+  | 'overflow' //   the entry's backend is at max_connections: elsewhere for this connection only
+  | 'failover'; //  a previous attempt of this connection failed
+
+export interface Decision {
+  readonly backend: number;
+  readonly via: Via;
+  /** Ring point index (consistent_hash), else -1. */
+  readonly point: number;
+  /** Whether a successful connect should (re)write the key's entry. */
+  readonly write: boolean;
+}
+
+export interface RoutingStats {
+  hits: number;
+  misses: number;
+}
+
+export class Router {
+  readonly names: readonly string[];
+  readonly index: ReadonlyMap<string, number>;
+  readonly balancer: Balancer;
+  readonly stats: RoutingStats = { hits: 0, misses: 0 };
+
+  constructor(
+    readonly members: readonly PoolMember[],
+    readonly algorithm: Algorithm,
+    vnodes: number,
+  ) {
+    this.names = members.map((m) => m.name);
+    this.index = new Map(this.names.map((n, i) => [n, i]));
+    this.balancer = createBalancer(algorithm, members, vnodes);
+  }
+
+  hash(key: string | null): number {
+    return key === null ? 0 : hashKey(key);
+  }
+
+  /**
+   * First decision for a connection. `table` is null when affinity is none.
+   * Returns null when no backend is eligible.
+   */
+  decide(key: string | null, hash: number, table: PersistenceTable | null, view: BackendView): Decision | null {
+    if (key !== null && table !== null) {
+      const name = table.lookup(key);
+      const idx = name === undefined ? undefined : this.index.get(name);
+      if (idx !== undefined && view.keeps(idx) && !(this.members[idx]!.backup && this.anyPrimary(view))) {
+        this.stats.hits++;
+        if (view.hasRoom(idx)) return { backend: idx, via: 'table', point: -1, write: false };
+        const p = this.balancer.pick(hash, view, new Set([idx]));
+        return p && { backend: p.backend, via: 'overflow', point: p.point, write: false };
+      }
+      this.stats.misses++;
+    }
+    const p = this.balancer.pick(hash, view, EMPTY);
+    return p && { backend: p.backend, via: 'placed', point: p.point, write: key !== null };
+  }
+
+  /** The next backend after the ones in `tried` failed to connect. */
+  next(key: string | null, hash: number, view: BackendView, tried: ReadonlySet<number>): Decision | null {
+    const p = this.balancer.pick(hash, view, tried);
+    return p && { backend: p.backend, via: 'failover', point: p.point, write: key !== null };
+  }
+
+  private anyPrimary(view: BackendView): boolean {
+    return this.members.some((m, i) => !m.backup && view.acceptsNew(i) && view.hasRoom(i));
+  }
+}
+
+const EMPTY: ReadonlySet<number> = new Set();

@@ -1,0 +1,104 @@
+/**
+ * A frontend compiled from config: router (ring), backend states, table,
+ * admission lists and logger, built once per load/reload. Sessions keep the
+ * runtime they started with; a reload builds a new one and carries over the
+ * table, the counters and the state of backends that still exist.
+ */
+import type { FrontendConfig } from './config/schema.js';
+import { BackendRuntime, PassiveHealth } from './health/state.js';
+import type { Logger } from './log.js';
+import { Admission } from './proxy/admission.js';
+import type { BackendView } from './routing/balancer.js';
+import { LocalTable, type PersistenceTable } from './routing/persistence.js';
+import { Router } from './routing/router.js';
+
+export type RefusedReason = 'denied' | 'over_limit' | 'untrusted_proxy' | 'bad_proxy_header' | 'handshake_timeout';
+
+export interface FrontendStats {
+  active: number;
+  total: number;
+  refused: Record<RefusedReason, number>;
+  bytesIn: number;
+  bytesOut: number;
+  failovers: number;
+  noBackend: number;
+  connectFailed: number;
+}
+
+export function newStats(): FrontendStats {
+  return {
+    active: 0,
+    total: 0,
+    refused: { denied: 0, over_limit: 0, untrusted_proxy: 0, bad_proxy_header: 0, handshake_timeout: 0 },
+    bytesIn: 0,
+    bytesOut: 0,
+    failovers: 0,
+    noBackend: 0,
+    connectFailed: 0,
+  };
+}
+
+export class FrontendRuntime {
+  readonly name: string;
+  readonly router: Router;
+  readonly admission: Admission;
+  readonly passive: PassiveHealth;
+  readonly view: BackendView;
+
+  constructor(
+    readonly config: FrontendConfig,
+    /** Indexed like router.names. */
+    readonly backends: readonly BackendRuntime[],
+    /** null when affinity.key is none. */
+    readonly table: PersistenceTable | null,
+    readonly stats: FrontendStats,
+    readonly log: Logger,
+  ) {
+    this.name = config.name;
+    this.router = new Router(config.backends, config.balance.algorithm, config.balance.vnodes);
+    this.admission = new Admission(config.allow, config.deny);
+    this.passive = new PassiveHealth(config.passive, (b, to, reason) =>
+      log.warn({ backend: b.name, reason }, to === 'down' ? 'backend down' : 'backend up'),
+    );
+    const bs = backends;
+    this.view = {
+      acceptsNew: (i) => {
+        const b = bs[i]!;
+        return b.health === 'up' && b.mode === 'normal' && b.config.weight > 0;
+      },
+      keeps: (i) => {
+        const b = bs[i]!;
+        return b.health === 'up' && b.mode !== 'disabled';
+      },
+      hasRoom: (i) => {
+        const b = bs[i]!;
+        return b.config.max_connections === 0 || b.active < b.config.max_connections;
+      },
+      active: (i) => bs[i]!.active,
+    };
+  }
+
+  /** Build a runtime for `config`, reusing what `prev` (the same frontend's last runtime) holds. */
+  static build(config: FrontendConfig, prev: FrontendRuntime | undefined, log: Logger): FrontendRuntime {
+    const old = new Map(prev?.backends.map((b) => [b.name, b]));
+    const backends = config.backends.map((bc) => {
+      const b = old.get(bc.name);
+      if (!b) return new BackendRuntime(bc);
+      old.delete(bc.name);
+      b.config = bc;
+      return b;
+    });
+    for (const gone of old.values()) gone.dispose();
+    let table: PersistenceTable | null = null;
+    if (config.affinity.key !== 'none') {
+      const p = config.persistence;
+      const reuse = prev?.table instanceof LocalTable && prev.table.ttlMs === p.ttl && prev.table.maxEntries === p.max_entries;
+      const t: PersistenceTable = reuse ? prev!.table! : new LocalTable(p.ttl, p.max_entries);
+      if (!reuse && prev?.table) for (const e of prev.table.entries()) t.assign(e.key, e.backend);
+      const names = new Set(config.backends.map((b) => b.name));
+      t.retain((name) => names.has(name));
+      table = t;
+    }
+    return new FrontendRuntime(config, backends, table, prev?.stats ?? newStats(), log.child({ frontend: config.name }));
+  }
+}
