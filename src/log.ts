@@ -8,6 +8,6 @@ export type LogFormat = 'json' | 'pretty';
 export function createLogger(level: string, format: LogFormat = 'json', destination?: DestinationStream): Logger {
   const opts = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
   if (destination) return pino(opts, destination);
-  if (format === 'pretty') return pino(opts, pretty({ colorize: process.stdout.isTTY, sync: true }));
+  if (format === 'pretty') return pino(opts, pretty({ colorize: process.stdout.isTTY, sync: true, singleLine: true, ignore: 'pid,hostname' }));
   return pino(opts, pino.destination({ dest: 1, sync: true }));
 }
