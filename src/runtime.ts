@@ -7,7 +7,7 @@
 import type { FrontendConfig } from './config/schema.js';
 import { BackendRuntime, PassiveHealth } from './health/state.js';
 import type { Logger } from './log.js';
-import { Admission } from './proxy/admission.js';
+import { Admission, AddressMatcher } from './proxy/admission.js';
 import type { BackendView } from './routing/balancer.js';
 import { LocalTable, type PersistenceTable } from './routing/persistence.js';
 import { Router } from './routing/router.js';
@@ -42,6 +42,7 @@ export class FrontendRuntime {
   readonly name: string;
   readonly router: Router;
   readonly admission: Admission;
+  readonly trusted: AddressMatcher;
   readonly passive: PassiveHealth;
   readonly view: BackendView;
 
@@ -57,6 +58,7 @@ export class FrontendRuntime {
     this.name = config.name;
     this.router = new Router(config.backends, config.balance.algorithm, config.balance.vnodes);
     this.admission = new Admission(config.allow, config.deny);
+    this.trusted = new AddressMatcher(config.trusted_proxies);
     this.passive = new PassiveHealth(config.passive, (b, to, reason) =>
       log.warn({ backend: b.name, reason }, to === 'down' ? 'backend down' : 'backend up'),
     );

@@ -45,6 +45,9 @@ export function validate(input: unknown): ValidateResult {
       errors.push({ path: `${at}.balance.algorithm`, message: 'consistent_hash needs an affinity key; with affinity.key "none" use round_robin or least_conn' });
     }
     algorithm ??= fe.affinity.key === 'none' ? 'round_robin' : 'consistent_hash';
+    if (fe.accept_proxy !== 'off' && fe.trusted_proxies.length === 0) {
+      errors.push({ path: `${at}.trusted_proxies`, message: `must list the proxies allowed to send a PROXY header when accept_proxy is ${fe.accept_proxy}` });
+    }
     errors.push(...unsupported(fe, at));
     return { ...fe, balance: { ...fe.balance, algorithm } };
   });
@@ -76,17 +79,10 @@ function duplicateNames(input: unknown): ConfigIssue[] {
 }
 
 /** Keys the schema knows but this build does not implement yet: refuse rather than ignore. */
-function unsupported(
-  fe: { health_check?: unknown; accept_proxy: string; send_proxy: string; affinity: { key: string }; backends: readonly { send_proxy?: string }[] },
-  at: string,
-): ConfigIssue[] {
+function unsupported(fe: { health_check?: unknown }, at: string): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   const no = (path: string, what: string) => out.push({ path: `${at}.${path}`, message: `${what} is not supported by this version yet` });
   if (fe.health_check !== undefined) no('health_check', 'active health checking');
-  if (fe.accept_proxy !== 'off') no('accept_proxy', 'the inbound PROXY protocol');
-  if (fe.send_proxy !== 'off') no('send_proxy', 'the outbound PROXY protocol');
-  fe.backends.forEach((b, i) => b.send_proxy !== undefined && b.send_proxy !== 'off' && no(`backends[${i}].send_proxy`, 'the outbound PROXY protocol'));
-  if (fe.affinity.key === 'sni') no('affinity.key', 'affinity by TLS SNI');
   return out;
 }
 

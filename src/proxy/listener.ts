@@ -8,7 +8,8 @@ import type { Address } from '../config/schema.js';
 import type { FrontendRuntime, RefusedReason } from '../runtime.js';
 import { canonicalIp, sourceIpKey } from '../routing/affinity.js';
 import type { Dialer } from './dialer.js';
-import { Session } from './session.js';
+import { Session, type SessionInit } from './session.js';
+import { Handshake } from './handshake.js';
 import { BindError } from '../errors.js';
 
 export interface SessionHost {
@@ -61,14 +62,49 @@ export class Listener {
     const ip = canonicalIp(peer);
     const fe = rt.config;
     if (rt.stats.active >= fe.max_connections) return this.refuse(rt, sock, ip, 'over_limit');
-    if (!rt.admission.permits(ip)) return this.refuse(rt, sock, ip, 'denied');
+    const trusted = fe.accept_proxy !== 'off' && rt.trusted.has(ip);
+    if (fe.accept_proxy === 'required' && !trusted) return this.refuse(rt, sock, ip, 'untrusted_proxy');
     rt.stats.active++;
     rt.stats.total++;
-    const key = fe.affinity.key === 'none' ? null : sourceIpKey(ip, fe.affinity);
+    const client = { address: ip, port: sock.remotePort ?? 0 };
+    if (!trusted && fe.affinity.key !== 'sni') {
+      // Nothing to peek at: route now (untrusted peers are not waited for).
+      if (!rt.admission.permits(ip)) return this.reject(rt, sock, ip, 'denied');
+      const key = fe.affinity.key === 'none' ? null : sourceIpKey(ip, fe.affinity);
+      const guardProxy = fe.accept_proxy === 'optional';
+      this.startSession(rt, sock, { client, destination: null, key, keySource: 'socket', early: null, ended: false, guardProxy });
+      return;
+    }
+    const h = new Handshake(
+      rt,
+      sock,
+      client,
+      trusted,
+      (p) => this.startSession(rt, sock, { ...p, guardProxy: false }),
+      (reason, detail, who) => {
+        rt.stats.active--;
+        if (reason === 'client_closed') {
+          rt.log.info({ client: who.address, key: null, key_source: null, backend: null, bytes_in: 0, bytes_out: 0, duration_ms: 0, reason, detail }, 'connection closed');
+          return;
+        }
+        rt.stats.refused[reason]++;
+        rt.log.info({ client: who.address, reason, detail }, 'connection refused');
+      },
+    );
+    h.start();
+  }
+
+  private startSession(rt: FrontendRuntime, sock: Socket, init: SessionInit): void {
     const sessions = this.host.sessions;
-    const s = new Session(rt, sock, ip, key, 'socket', this.host.dialer, (done) => sessions.delete(done));
+    const s = new Session(rt, sock, init, this.host.dialer, (done) => sessions.delete(done));
     sessions.add(s);
     s.start();
+  }
+
+  /** Refused after it was counted active. */
+  private reject(rt: FrontendRuntime, sock: Socket, ip: string, reason: RefusedReason): void {
+    rt.stats.active--;
+    this.refuse(rt, sock, ip, reason);
   }
 
   private refuse(rt: FrontendRuntime, sock: Socket, ip: string, reason: RefusedReason): void {

@@ -9,6 +9,7 @@ import type { BackendRuntime } from '../health/state.js';
 import type { Decision } from '../routing/router.js';
 import type { FrontendRuntime } from '../runtime.js';
 import { ConnectError, type Dialer } from './dialer.js';
+import { buildProxyHeader, signatureOf, type Endpoint } from './proxy-header.js';
 
 export const EARLY_BYTES_LIMIT = 64 * 1024;
 
@@ -20,9 +21,25 @@ export type CloseReason =
   | 'connect_failed'
   | 'client_error'
   | 'backend_error'
+  | 'untrusted_proxy'
   | 'shutdown';
 
 export type KeySource = 'socket' | 'proxy' | 'sni' | 'fallback';
+
+export interface SessionInit {
+  /** The client: the socket's peer, or the address from a trusted PROXY header. */
+  readonly client: Endpoint;
+  /** The destination from the inbound PROXY header, if any (for send_proxy). */
+  readonly destination: Endpoint | null;
+  readonly key: string | null;
+  readonly keySource: KeySource;
+  /** Bytes already read (after a PROXY header, or a peeked ClientHello). */
+  readonly early: Buffer | null;
+  /** The client already half-closed. */
+  readonly ended: boolean;
+  /** accept_proxy optional, untrusted peer: a first chunk carrying a PROXY signature closes the connection. */
+  readonly guardProxy: boolean;
+}
 
 export class Session {
   private backendSock: Socket | null = null;
@@ -35,16 +52,24 @@ export class Session {
   private closed = false;
   private pinned = false;
   private openSockets = 1;
+  private guard: boolean;
+  private readonly key: string | null;
 
   constructor(
     private readonly rt: FrontendRuntime,
     private readonly client: Socket,
-    private readonly clientIp: string,
-    private readonly key: string | null,
-    private readonly keySource: KeySource,
+    private readonly init: SessionInit,
     private readonly dialer: Dialer,
     private readonly onDone: (s: Session) => void,
-  ) {}
+  ) {
+    this.key = init.key;
+    this.guard = init.guardProxy;
+    this.clientEnded = init.ended;
+    if (init.early !== null && init.early.length > 0) {
+      this.early.push(init.early);
+      this.earlyBytes = init.early.length;
+    }
+  }
 
   start(): void {
     const c = this.client;
@@ -68,9 +93,19 @@ export class Session {
   }
 
   private readonly onEarlyData = (chunk: Buffer): void => {
+    if (this.guard) {
+      const sig = signatureOf(chunk);
+      if (sig !== 'no') {
+        this.rt.stats.refused.untrusted_proxy++;
+        this.finish('untrusted_proxy');
+        return;
+      }
+      this.guard = false;
+    }
     this.early.push(chunk);
     this.earlyBytes += chunk.length;
-    if (this.earlyBytes >= EARLY_BYTES_LIMIT) this.client.pause();
+    if (this.backendSock !== null) this.startRelay();
+    else if (this.earlyBytes >= EARLY_BYTES_LIMIT) this.client.pause();
   };
 
   private readonly onEarlyEnd = (): void => {
@@ -109,7 +144,7 @@ export class Session {
         if (attempt >= rt.config.retries) break;
         d = rt.router.next(this.key, hash, rt.view, tried);
         if (d !== null) rt.stats.failovers++;
-        if (rt.log.isLevelEnabled('debug')) rt.log.debug({ client: this.clientIp, backend: b.name, why, next: d && rt.backends[d.backend]!.name }, 'connect failed');
+        if (rt.log.isLevelEnabled('debug')) rt.log.debug({ client: this.init.client.address, backend: b.name, why, next: d && rt.backends[d.backend]!.name }, 'connect failed');
       }
     }
     rt.stats.connectFailed++;
@@ -125,6 +160,22 @@ export class Session {
     sock.on('error', this.onBackendError);
     sock.once('close', this.onSocketClose);
     sock.once('end', this.onBackendEnd);
+    const version = b.config.send_proxy ?? this.rt.config.send_proxy;
+    if (version !== 'off') {
+      const dst = this.init.destination ?? { address: c.localAddress ?? '0.0.0.0', port: c.localPort ?? 0 };
+      sock.write(buildProxyHeader(version, this.init.client, localEndpoint(dst)));
+    }
+    sock.pipe(c);
+    c.setTimeout(this.rt.config.timeouts.idle, this.onIdle);
+    // Under the untrusted-PROXY guard, nothing goes to the backend before the client's first bytes are checked.
+    if (this.guard && !this.clientEnded) c.resume();
+    else this.startRelay();
+  }
+
+  /** Deliver the buffered bytes once, then let the client stream straight to the backend. */
+  private startRelay(): void {
+    const c = this.client;
+    const sock = this.backendSock!;
     c.removeListener('data', this.onEarlyData);
     c.removeListener('end', this.onEarlyEnd);
     c.once('end', this.onClientEnd);
@@ -136,8 +187,6 @@ export class Session {
     } else {
       c.pipe(sock);
     }
-    sock.pipe(c);
-    c.setTimeout(this.rt.config.timeouts.idle, this.onIdle);
   }
 
   private readonly onClientEnd = (): void => {
@@ -196,9 +245,9 @@ export class Session {
     if (this.pinned) rt.table!.close(this.key!);
     rt.log.info(
       {
-        client: this.clientIp,
+        client: this.init.client.address,
         key: this.key,
-        key_source: this.keySource,
+        key_source: this.init.keySource,
         backend: b?.name ?? null,
         bytes_in: bytesIn,
         bytes_out: bytesOut,
@@ -209,4 +258,9 @@ export class Session {
     );
     this.onDone(this);
   }
+}
+
+/** A socket's local address as an Endpoint (IPv4-mapped IPv6 folded to IPv4). */
+function localEndpoint(e: Endpoint): Endpoint {
+  return e.address.startsWith('::ffff:') && e.address.includes('.') ? { address: e.address.slice(7), port: e.port } : e;
 }

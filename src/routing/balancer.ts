@@ -80,16 +80,22 @@ export class RoundRobin implements Balancer {
   }
 
   pick(_hash: number, view: BackendView, tried: ReadonlySet<number>): Pick | null {
-    const start = this.next++;
+    const start = this.next;
     for (const pool of [this.primaries, this.backups]) {
       let best = -1;
+      let at = 0;
       for (let k = 0; k < pool.length; k++) {
         const i = pool[(start + k) % pool.length]!;
         if (tried.has(i) || !view.acceptsNew(i) || !view.hasRoom(i)) continue;
-        if (!this.leastConn) return { backend: i, point: -1 };
-        if (best < 0 || view.active(i) < view.active(best)) best = i;
+        if (best < 0 || (this.leastConn && view.active(i) < view.active(best))) ((best = i), (at = k));
+        if (!this.leastConn) break;
       }
-      if (best >= 0) return { backend: best, point: -1 };
+      if (best >= 0) {
+        // Resume after the one picked: a skipped backend's turns are spread over the others,
+        // not all handed to its successor.
+        this.next = (start + at + 1) % pool.length;
+        return { backend: best, point: -1 };
+      }
     }
     return null;
   }
