@@ -1,21 +1,31 @@
 /**
- * The composition root: Config → frontend runtimes and listeners. A reload
- * builds new runtimes and swaps them in; a stop closes listeners and lets
- * open connections finish for up to shutdown_grace.
+ * The composition root: Config → frontend runtimes, listeners, health
+ * checks and the admin API. A reload builds new runtimes and swaps them in;
+ * a stop closes listeners and lets open connections finish for up to
+ * shutdown_grace.
  */
+import type { AdminAction, BackendStatus, Control, FrontendStatus, Lookup, Status } from './admin/control.js';
+import { AdminServer } from './admin/server.js';
 import type { Config } from './config/schema.js';
+import type { BackendRuntime } from './health/state.js';
 import type { Logger } from './log.js';
+import { Metrics } from './metrics/registry.js';
 import { netDialer, type Dialer } from './proxy/dialer.js';
 import { Listener, type SessionHost } from './proxy/listener.js';
 import type { Session } from './proxy/session.js';
+import type { PersistenceEntry } from './routing/persistence.js';
 import { FrontendRuntime } from './runtime.js';
+import { VERSION } from './version.js';
 
-export class App implements SessionHost {
+export class App implements SessionHost, Control {
   readonly sessions = new Set<Session>();
+  readonly metrics = new Metrics();
   private runtimes = new Map<string, FrontendRuntime>();
   /** Keyed by listenKey(). */
   private listeners = new Map<string, Listener>();
+  private admin: AdminServer | null = null;
   private stopping: Promise<void> | null = null;
+  private readonly started = Date.now();
 
   constructor(
     private config: Config,
@@ -31,15 +41,25 @@ export class App implements SessionHost {
     return [...this.runtimes.values()];
   }
 
-  get currentConfig(): Config {
-    return this.config;
+  get adminPort(): number | null {
+    return this.admin?.port ?? null;
   }
 
-  /** Bind every listen address; throws BindError (nothing left bound) if one fails. */
+  /** Bind every listen address and the admin listener; throws BindError (nothing left bound) if one fails. */
   async start(): Promise<void> {
     this.runtimes = this.buildRuntimes(this.config);
-    const bound = await this.bindAll(this.config, new Map());
-    this.listeners = bound;
+    this.listeners = await this.bindAll(this.config, new Map());
+    const a = this.config.admin;
+    if (a) {
+      this.admin = new AdminServer({ host: a.listen.host, port: a.listen.port, token: a.token }, this, this.metrics, this.log);
+      try {
+        await this.admin.listen();
+      } catch (err) {
+        await Promise.all([...this.listeners.values()].map((l) => l.close()));
+        throw err;
+      }
+    }
+    for (const rt of this.runtimes.values()) rt.start();
   }
 
   /** Apply a validated config. Throws BindError and keeps the running config if a new address cannot be bound. */
@@ -54,28 +74,111 @@ export class App implements SessionHost {
     const bound = await this.bindAll(next, keep);
     const runtimes = this.buildRuntimes(next, this.runtimes);
     for (const [k, l] of this.listeners) if (!bound.has(k)) void l.close();
+    for (const rt of this.runtimes.values()) rt.stop();
     for (const [name, rt] of this.runtimes) if (!runtimes.has(name)) for (const b of rt.backends) b.dispose();
     for (const fe of next.frontends) for (const a of fe.listen) bound.get(listenKey(fe.name, a))!.frontend = fe.name;
+    if (JSON.stringify(next.admin ?? null) !== JSON.stringify(this.config.admin ?? null)) {
+      this.log.warn('admin settings changed: they take effect at the next restart');
+    }
     this.listeners = bound;
     this.runtimes = runtimes;
     this.config = next;
+    for (const rt of runtimes.values()) rt.start();
   }
 
   /** Stop accepting, wait for open connections up to shutdown_grace, then close the rest. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await Promise.all([...this.listeners.values()].map((l) => l.close()));
+      for (const rt of this.runtimes.values()) rt.stop();
       if (this.sessions.size > 0) {
         this.log.info({ open: this.sessions.size, grace_ms: this.config.shutdown_grace }, 'waiting for open connections');
         await this.drained(this.config.shutdown_grace);
         for (const s of [...this.sessions]) s.abort('shutdown');
       }
       for (const rt of this.runtimes.values()) for (const b of rt.backends) b.dispose();
+      await this.admin?.close();
     })();
     return this.stopping;
   }
 
-  /** Bound ports, for /status and tests. */
+  // --- Control (admin API) ---------------------------------------------
+
+  accepting(): boolean {
+    return this.stopping === null;
+  }
+
+  status(): Status {
+    const live = new Map<string, { in: number; out: number }>();
+    const liveBackend = new Map<BackendRuntime, { in: number; out: number }>();
+    for (const s of this.sessions) {
+      const f = live.get(s.frontend) ?? { in: 0, out: 0 };
+      f.in += s.bytesIn;
+      f.out += s.bytesOut;
+      live.set(s.frontend, f);
+      const b = s.backendRuntime;
+      if (b) {
+        const x = liveBackend.get(b) ?? { in: 0, out: 0 };
+        x.in += s.bytesIn;
+        x.out += s.bytesOut;
+        liveBackend.set(b, x);
+      }
+    }
+    const frontends = [...this.runtimes.values()].map((rt): FrontendStatus => {
+      const st = rt.stats;
+      const l = live.get(rt.name);
+      return {
+        name: rt.name,
+        listen: this.boundAddresses(rt.name),
+        active: st.active,
+        total: st.total,
+        refused: { ...st.refused },
+        bytes_in: st.bytesIn + (l?.in ?? 0),
+        bytes_out: st.bytesOut + (l?.out ?? 0),
+        failovers: st.failovers,
+        no_backend: st.noBackend,
+        connect_failed: st.connectFailed,
+        persistence: { size: rt.table?.size ?? 0, hits: rt.router.stats.hits, misses: rt.router.stats.misses, evictions: rt.table?.evictions ?? 0 },
+        backends: rt.backends.map((b) => backendStatus(b, liveBackend.get(b))),
+      };
+    });
+    return { version: VERSION, uptime_s: Math.round((Date.now() - this.started) / 1000), frontends };
+  }
+
+  entries(frontend: string, key?: string): Lookup<PersistenceEntry[]> {
+    const rt = this.runtimes.get(frontend);
+    if (!rt) return { ok: false, error: `no frontend "${frontend}"` };
+    if (key === undefined) return { ok: true, value: rt.table ? [...rt.table.entries()] : [] };
+    const e = rt.table?.get(key);
+    return e ? { ok: true, value: [e] } : { ok: false, error: `no entry for key "${key}" in frontend "${frontend}"` };
+  }
+
+  forget(frontend: string, which: { key?: string; backend?: string }): Lookup<number> {
+    const rt = this.runtimes.get(frontend);
+    if (!rt) return { ok: false, error: `no frontend "${frontend}"` };
+    const t = rt.table;
+    if (which.key !== undefined) {
+      return t?.delete(which.key) ? { ok: true, value: 1 } : { ok: false, error: `no entry for key "${which.key}" in frontend "${frontend}"` };
+    }
+    if (which.backend !== undefined) {
+      const name = which.backend;
+      if (!rt.router.index.has(name)) return { ok: false, error: `no backend "${name}" in frontend "${frontend}"` };
+      return { ok: true, value: t ? t.retain((b) => b !== name) : 0 };
+    }
+    return { ok: true, value: t ? t.clear() : 0 };
+  }
+
+  setMode(frontend: string, backend: string, action: AdminAction): Lookup<BackendStatus> {
+    const rt = this.runtimes.get(frontend);
+    if (!rt) return { ok: false, error: `no frontend "${frontend}"` };
+    const i = rt.router.index.get(backend);
+    if (i === undefined) return { ok: false, error: `no backend "${backend}" in frontend "${frontend}"` };
+    const b = rt.backends[i]!;
+    b.setMode(action === 'drain' ? 'draining' : action === 'disable' ? 'disabled' : 'normal');
+    return { ok: true, value: backendStatus(b, undefined) };
+  }
+
+  /** Bound addresses of a frontend (the real port for :0). */
   boundAddresses(frontend: string): string[] {
     const out: string[] = [];
     for (const l of this.listeners.values()) {
@@ -86,8 +189,17 @@ export class App implements SessionHost {
     return out;
   }
 
+  // --- internals ----------------------------------------------------------
+
   private buildRuntimes(config: Config, prev?: ReadonlyMap<string, FrontendRuntime>): Map<string, FrontendRuntime> {
-    return new Map(config.frontends.map((fe) => [fe.name, FrontendRuntime.build(fe, prev?.get(fe.name), this.log)]));
+    return new Map(
+      config.frontends.map((fe) => [
+        fe.name,
+        FrontendRuntime.build(fe, prev?.get(fe.name), this.log, this.dialer, (b, seconds, ok) =>
+          this.metrics.checkDuration.observe({ frontend: fe.name, backend: b.name, result: ok ? 'pass' : 'fail' }, seconds),
+        ),
+      ]),
+    );
   }
 
   private async bindAll(config: Config, existing: ReadonlyMap<string, Listener>): Promise<Map<string, Listener>> {
@@ -123,6 +235,22 @@ export class App implements SessionHost {
       }
     });
   }
+}
+
+function backendStatus(b: BackendRuntime, live: { in: number; out: number } | undefined): BackendStatus {
+  return {
+    name: b.name,
+    address: b.config.address.text,
+    state: b.state,
+    health: b.health,
+    weight: b.config.weight,
+    backup: b.config.backup,
+    active: b.active,
+    total: b.total,
+    bytes_in: b.bytesIn + (live?.in ?? 0),
+    bytes_out: b.bytesOut + (live?.out ?? 0),
+    connect_failures: b.connectFailures,
+  };
 }
 
 /** Port-0 addresses are per frontend; fixed ones are identified by address alone. */

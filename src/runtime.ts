@@ -5,7 +5,9 @@
  * table, the counters and the state of backends that still exist.
  */
 import type { FrontendConfig } from './config/schema.js';
-import { BackendRuntime, PassiveHealth } from './health/state.js';
+import { ActiveHealth, type CheckObserver } from './health/checker.js';
+import { BackendRuntime, PassiveHealth, type HealthPolicy, type TransitionListener } from './health/state.js';
+import type { Dialer } from './proxy/dialer.js';
 import type { Logger } from './log.js';
 import { Admission, AddressMatcher } from './proxy/admission.js';
 import type { BackendView } from './routing/balancer.js';
@@ -43,7 +45,9 @@ export class FrontendRuntime {
   readonly router: Router;
   readonly admission: Admission;
   readonly trusted: AddressMatcher;
-  readonly passive: PassiveHealth;
+  /** Where outcomes of real traffic go: passive counting, or the active checker. */
+  readonly health: HealthPolicy;
+  private readonly checker: ActiveHealth | null;
   readonly view: BackendView;
 
   constructor(
@@ -54,14 +58,18 @@ export class FrontendRuntime {
     readonly table: PersistenceTable | null,
     readonly stats: FrontendStats,
     readonly log: Logger,
+    dialer: Dialer,
+    observe?: CheckObserver,
   ) {
     this.name = config.name;
     this.router = new Router(config.backends, config.balance.algorithm, config.balance.vnodes);
     this.admission = new Admission(config.allow, config.deny);
     this.trusted = new AddressMatcher(config.trusted_proxies);
-    this.passive = new PassiveHealth(config.passive, (b, to, reason) =>
-      log.warn({ backend: b.name, reason }, to === 'down' ? 'backend down' : 'backend up'),
-    );
+    const transition: TransitionListener = (b, to, reason) =>
+      to === 'down' ? log.warn({ backend: b.name, reason }, 'backend down') : log.info({ backend: b.name, reason }, 'backend up');
+    const hc = config.health_check;
+    this.checker = hc ? new ActiveHealth(backends, hc, dialer, transition, observe) : null;
+    this.health = this.checker ?? new PassiveHealth(config.passive, transition);
     const bs = backends;
     this.view = {
       acceptsNew: (i) => {
@@ -80,8 +88,18 @@ export class FrontendRuntime {
     };
   }
 
+  /** Start active checks (if configured). */
+  start(): void {
+    this.checker?.start();
+  }
+
+  /** Stop active checks; open connections are not affected. */
+  stop(): void {
+    this.checker?.stop();
+  }
+
   /** Build a runtime for `config`, reusing what `prev` (the same frontend's last runtime) holds. */
-  static build(config: FrontendConfig, prev: FrontendRuntime | undefined, log: Logger): FrontendRuntime {
+  static build(config: FrontendConfig, prev: FrontendRuntime | undefined, log: Logger, dialer: Dialer, observe?: CheckObserver): FrontendRuntime {
     const old = new Map(prev?.backends.map((b) => [b.name, b]));
     const backends = config.backends.map((bc) => {
       const b = old.get(bc.name);
@@ -101,6 +119,6 @@ export class FrontendRuntime {
       t.retain((name) => names.has(name));
       table = t;
     }
-    return new FrontendRuntime(config, backends, table, prev?.stats ?? newStats(), log.child({ frontend: config.name }));
+    return new FrontendRuntime(config, backends, table, prev?.stats ?? newStats(), log.child({ frontend: config.name }), dialer, observe);
   }
 }

@@ -3,17 +3,17 @@
  * 0 clean stop, 1 bad config or arguments, 2 could not bind or start.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { App } from '../app.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { validate } from '../config/validate.js';
 import { ConfigError, L4lbError } from '../errors.js';
 import { createLogger, type LogFormat } from '../log.js';
+import { VERSION } from '../version.js';
+import type { AdminAction, Status } from '../admin/control.js';
+import { adminTarget, call, formatStatus } from './admin-client.js';
 import { explainClient, explainRing, formatClient, formatRing, pickFrontend } from './explain.js';
 
-const VERSION = (JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 
 interface RunOptions {
   config?: string;
@@ -117,6 +117,33 @@ function explain(o: { config: string; client?: string; sni?: string; frontend?: 
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
+interface AdminOpts {
+  admin?: string;
+  config?: string;
+  token?: string;
+  json?: boolean;
+}
+
+async function status(o: AdminOpts): Promise<number> {
+  const r = await call(adminTarget(o), 'GET', '/status');
+  if (r.status !== 200) throw new L4lbError('L4LB_ERR_ARGS', `admin API answered ${r.status}: ${JSON.stringify(r.body)}`);
+  process.stdout.write(o.json ? JSON.stringify(r.body) + '\n' : formatStatus(r.body as Status));
+  return 0;
+}
+
+async function setMode(action: AdminAction, target: string, o: AdminOpts): Promise<number> {
+  const m = /^([^/]+)\/([^/]+)$/.exec(target);
+  if (!m) throw new L4lbError('L4LB_ERR_ARGS', `expected FRONTEND/BACKEND, got "${target}"`);
+  const r = await call(adminTarget(o), 'POST', `/backends/${encodeURIComponent(m[1]!)}/${encodeURIComponent(m[2]!)}/${action}`);
+  if (r.status !== 200) {
+    process.stderr.write(`${action} ${target}: ${(r.body as { error?: string }).error ?? JSON.stringify(r.body)} (HTTP ${r.status})\n`);
+    return 1;
+  }
+  const b = r.body as { name: string; state: string };
+  process.stdout.write(`${m[1]}/${b.name}: ${b.state}\n`);
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   let result: Promise<number> | number = 0;
   const program = new Command('l4lb')
@@ -158,6 +185,22 @@ export async function main(argv: string[]): Promise<number> {
     .action((o) => {
       result = explain(o);
     });
+  const adminOpts = (cmd: Command) =>
+    cmd
+      .option('--admin <host:port>', 'admin API address (default: from -c, else 127.0.0.1:9100)')
+      .option('-c, --config <file>', 'read the admin address and token from this config')
+      .option('--token <token>', 'bearer token (default: $L4LB_ADMIN_TOKEN, else from -c)');
+  adminOpts(program.command('status').description('show frontends and backends of a running l4lb'))
+    .option('--json', 'print the raw /status JSON')
+    .action((o: AdminOpts) => {
+      result = status(o);
+    });
+  for (const action of ['drain', 'disable', 'enable'] as const) {
+    const what = { drain: 'no new keys; existing keys stay until they expire', disable: 'no connections; its keys move', enable: 'back to normal' }[action];
+    adminOpts(program.command(`${action} <frontend/backend>`).description(`${action} a backend (${what})`)).action((target: string, o: AdminOpts) => {
+      result = setMode(action, target, o);
+    });
+  }
   // `l4lb -c FILE` means `l4lb run -c FILE`.
   const args = argv.slice(2);
   const first = args[0];

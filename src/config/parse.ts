@@ -29,7 +29,7 @@ export function parseHostPort(text: string): HostPort | string {
   const host = m[1]!;
   const port = Number(m[2]);
   if (port > 65535) return `invalid port ${port} in "${text}" (0..65535)`;
-  if (!ipaddr.isValid(host)) {
+  if (!isIpLiteral(host)) {
     if (host === 'localhost') return { host: '127.0.0.1', port, family: 4 };
     return `invalid address "${text}": host must be an IP literal`;
   }
@@ -41,11 +41,20 @@ export function formatHostPort(hp: { host: string; port: number }): string {
   return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
 
+/**
+ * IPv6, or IPv4 in four-part decimal. ipaddr.js alone also accepts `10.1` (10.0.0.1),
+ * `1234` (0.0.4.210) and `010.1.2.3` (octal: 8.1.2.3), so a typo would silently mean another address.
+ */
+function isIpLiteral(text: string): boolean {
+  return ipaddr.IPv6.isValid(text) || ipaddr.IPv4.isValidFourPartDecimal(text);
+}
+
 export type Cidr = readonly [ipaddr.IPv4 | ipaddr.IPv6, number];
 
 /** '10.0.0.0/8' | '::1/128' | '10.1.2.3' (a single host) → parsed CIDR, or an error message. */
 export function parseCidr(text: string): Cidr | string {
   try {
+    if (!isIpLiteral(text.split('/', 1)[0]!)) throw new Error('not an IP literal');
     if (text.includes('/')) {
       const [addr, bits] = ipaddr.parseCIDR(text);
       return [addr, bits];

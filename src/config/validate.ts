@@ -48,7 +48,6 @@ export function validate(input: unknown): ValidateResult {
     if (fe.accept_proxy !== 'off' && fe.trusted_proxies.length === 0) {
       errors.push({ path: `${at}.trusted_proxies`, message: `must list the proxies allowed to send a PROXY header when accept_proxy is ${fe.accept_proxy}` });
     }
-    errors.push(...unsupported(fe, at));
     return { ...fe, balance: { ...fe.balance, algorithm } };
   });
   if (errors.length > 0) return { ok: false, errors };
@@ -75,14 +74,6 @@ function duplicateNames(input: unknown): ConfigIssue[] {
   const frontends = list(input, 'frontends');
   check(frontends, 'frontends', 'frontend');
   frontends.forEach((fe, i) => check(list(fe, 'backends'), `frontends[${i}].backends`, 'backend'));
-  return out;
-}
-
-/** Keys the schema knows but this build does not implement yet: refuse rather than ignore. */
-function unsupported(fe: { health_check?: unknown }, at: string): ConfigIssue[] {
-  const out: ConfigIssue[] = [];
-  const no = (path: string, what: string) => out.push({ path: `${at}.${path}`, message: `${what} is not supported by this version yet` });
-  if (fe.health_check !== undefined) no('health_check', 'active health checking');
   return out;
 }
 

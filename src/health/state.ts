@@ -18,8 +18,10 @@ export interface TransitionListener {
 export class BackendRuntime {
   health: Health = 'up';
   mode: Mode = 'normal';
-  /** Consecutive connect failures. */
+  /** Consecutive failures (connects of real traffic, and active checks). */
   fails = 0;
+  /** Consecutive successful active checks. */
+  oks = 0;
   active = 0;
   total = 0;
   connectFailures = 0;
@@ -70,12 +72,18 @@ export interface PassiveOptions {
   readonly fail_timeout: number;
 }
 
+/** How connection outcomes of real traffic feed a backend's health. */
+export interface HealthPolicy {
+  success(b: BackendRuntime): void;
+  failure(b: BackendRuntime, why: string): void;
+}
+
 /**
  * Passive checks: `max_fails` consecutive connect failures mark a backend
  * down for `fail_timeout`; then real traffic may try it again, and one more
  * failure marks it down again at once.
  */
-export class PassiveHealth {
+export class PassiveHealth implements HealthPolicy {
   constructor(
     private readonly opts: PassiveOptions,
     private readonly onTransition: TransitionListener,

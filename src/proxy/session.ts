@@ -71,6 +71,23 @@ export class Session {
     }
   }
 
+  get frontend(): string {
+    return this.rt.name;
+  }
+
+  get backendRuntime(): BackendRuntime | null {
+    return this.backend;
+  }
+
+  /** Bytes relayed so far: client → backend, backend → client. */
+  get bytesIn(): number {
+    return this.backendSock?.bytesWritten ?? 0;
+  }
+
+  get bytesOut(): number {
+    return this.client.bytesWritten;
+  }
+
   start(): void {
     const c = this.client;
     c.on('data', this.onEarlyData);
@@ -128,7 +145,7 @@ export class Session {
           sock.destroy();
           return;
         }
-        rt.passive.success(b);
+        rt.health.success(b);
         if (this.key !== null && rt.table !== null) {
           if (d.write && !keep) rt.table.assign(this.key, b.name);
           rt.table.open(this.key);
@@ -139,7 +156,7 @@ export class Session {
       } catch (err) {
         b.active--;
         const why = err instanceof ConnectError ? err.reason : 'error';
-        rt.passive.failure(b, why);
+        rt.health.failure(b, why);
         if (this.closed) return;
         if (attempt >= rt.config.retries) break;
         d = rt.router.next(this.key, hash, rt.view, tried);

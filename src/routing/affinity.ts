@@ -10,12 +10,14 @@ export interface AffinityOptions {
   readonly ipv6_prefix: number;
 }
 
-const DOTTED = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
+/** Four-part decimal IPv4, no leading zeros (ipaddr.js would also take `10.1`, `0x0a.1`, or `010.1.2.3` as octal). */
+const DOTTED = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
-/** Canonical text of an address: IPv4 dotted (mapped IPv6 folded), IPv6 in RFC 5952 form. */
+/** Canonical text of an address: IPv4 dotted (mapped IPv6 folded), IPv6 in RFC 5952 form. Throws if not an IP address. */
 export function canonicalIp(address: string): string {
   if (DOTTED.test(address)) return address;
   if (address.startsWith('::ffff:') && DOTTED.test(address.slice(7))) return address.slice(7);
+  if (!address.includes(':')) throw new Error(`not an IP address: "${address}"`);
   const parsed = ipaddr.process(address.replace(/%.*$/, ''));
   return parsed.kind() === 'ipv6' ? (parsed as ipaddr.IPv6).toRFC5952String() : parsed.toString();
 }

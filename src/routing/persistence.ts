@@ -67,7 +67,9 @@ export class LocalTable implements PersistenceTable {
     });
   }
 
+  /** Live entries. Expired ones are purged first (O(n): for status and metrics, not per connection). */
   get size(): number {
+    this.lru.purgeStale();
     return this.lru.size + this.pinned.size;
   }
 
