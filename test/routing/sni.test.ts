@@ -1,0 +1,285 @@
+/**
+ * parseSni (SPEC §1 step 3, `affinity.key: sni`): real ClientHellos captured
+ * from node:tls against a local net.Server, delivered whole, split at every
+ * byte boundary, and re-framed across several TLS records; no SNI, not TLS,
+ * a hello over MAX_HELLO (and exactly at it); and random / truncated /
+ * mutated hellos, which must never throw and stay fast.
+ */
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import t from 'tap';
+import { MAX_HELLO, parseSni, type SniResult } from '../../src/routing/sni';
+import { waitForEvent, withTimeout } from '../helpers';
+
+// ------------------------------------------------------------ capture
+
+/** The length of the complete handshake message carried by the records at the start of `buf`, or -1 if not all in yet. */
+function helloEnd(buf: Buffer): number {
+  let off = 0;
+  let hs = Buffer.alloc(0);
+  while (off + 5 <= buf.length) {
+    const len = buf.readUInt16BE(off + 3);
+    if (off + 5 + len > buf.length) return -1;
+    hs = Buffer.concat([hs, buf.subarray(off + 5, off + 5 + len)]);
+    off += 5 + len;
+    if (hs.length >= 4 && hs.length >= 4 + hs.readUIntBE(1, 3)) return off;
+  }
+  return -1;
+}
+
+/**
+ * The exact bytes node:tls sends first (the records holding its ClientHello),
+ * captured by a plain TCP server on loopback that then hangs up.
+ */
+async function captureHello(t: typeof import('tap').default, opts: tls.ConnectionOptions): Promise<Buffer> {
+  const server = net.createServer();
+  t.teardown(() => server.close());
+  server.listen(0, '127.0.0.1');
+  await waitForEvent(server, 'listening');
+  const port = (server.address() as net.AddressInfo).port;
+  const got = new Promise<Buffer>((resolve, reject) => {
+    server.once('connection', (sock) => {
+      let buf = Buffer.alloc(0);
+      sock.on('error', () => undefined); // we hang up on the client; its reset is expected
+      sock.on('data', (c: Buffer) => {
+        buf = Buffer.concat([buf, c]);
+        const end = helloEnd(buf);
+        if (end >= 0) {
+          sock.destroy();
+          resolve(buf.subarray(0, end));
+        }
+      });
+      sock.on('end', () => reject(new Error(`client ended after ${buf.length} bytes without a full hello`)));
+    });
+  });
+  const client = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...opts });
+  client.on('error', () => undefined); // the server hangs up mid-handshake on purpose
+  try {
+    return await withTimeout(got, 5_000, 'the ClientHello');
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Re-frame the handshake bytes of `records` into TLS records of the given fragment sizes (the last takes the rest). */
+function reframe(records: Buffer, sizes: number[]): Buffer {
+  const hs: Buffer[] = [];
+  let off = 0;
+  while (off < records.length) {
+    const len = records.readUInt16BE(off + 3);
+    hs.push(records.subarray(off + 5, off + 5 + len));
+    off += 5 + len;
+  }
+  const body = Buffer.concat(hs);
+  const version = records.subarray(1, 3);
+  const out: Buffer[] = [];
+  let p = 0;
+  for (let i = 0; p < body.length; i++) {
+    const n = i < sizes.length ? Math.min(sizes[i]!, body.length - p) : body.length - p;
+    const head = Buffer.from([0x16, version[0]!, version[1]!, 0, 0]);
+    head.writeUInt16BE(n, 3);
+    out.push(head, body.subarray(p, p + n));
+    p += n;
+  }
+  return Buffer.concat(out);
+}
+
+/** The handshake message (type, 3-byte length, body) inside single-record `rec`. */
+function handshakeOf(rec: Buffer): Buffer {
+  const len = rec.readUInt16BE(3);
+  t.equal(rec.length, 5 + len, 'node:tls sent its hello in one record');
+  return rec.subarray(5, 5 + len);
+}
+
+/** A ClientHello whose handshake message is exactly `total` bytes, by padding (extension 21) put before the SNI. */
+function paddedHello(rec: Buffer, total: number): Buffer {
+  const hs = handshakeOf(rec);
+  const body = hs.subarray(4);
+  let p = 34;
+  p += 1 + body[p]!; // session id
+  p += 2 + body.readUInt16BE(p); // cipher suites
+  p += 1 + body[p]!; // compression
+  const extLen = body.readUInt16BE(p);
+  const exts = body.subarray(p + 2, p + 2 + extLen);
+  const padLen = total - hs.length - 4;
+  if (padLen < 0) throw new Error(`hello already ${hs.length} bytes`);
+  const pad = Buffer.alloc(4 + padLen);
+  pad.writeUInt16BE(21, 0);
+  pad.writeUInt16BE(padLen, 2);
+  const newExts = Buffer.concat([pad, exts]);
+  const newBody = Buffer.concat([body.subarray(0, p), Buffer.from([newExts.length >> 8, newExts.length & 0xff]), newExts]);
+  const newHs = Buffer.concat([Buffer.from([1, (newBody.length >> 16) & 0xff, (newBody.length >> 8) & 0xff, newBody.length & 0xff]), newBody]);
+  if (newHs.length !== total) throw new Error(`padded to ${newHs.length}, wanted ${total}`);
+  // as records of at most 16 KiB
+  const fake = Buffer.concat([Buffer.from([0x16, 3, 1, 0, 0]), newHs]);
+  return reframe(Buffer.concat([Buffer.from([0x16, 3, 1, 0, 0]).fill(0, 3), Buffer.alloc(0)]).length === 5 ? withLen(fake) : fake, [16384, 16384, 16384, 16384, 16384]);
+}
+
+/** Fix the record length of a single record built around a too-long body (only used to feed reframe). */
+function withLen(rec: Buffer): Buffer {
+  // reframe reads the first record's length: give it a 16-bit-safe framing by splitting here instead
+  const body = rec.subarray(5);
+  const out: Buffer[] = [];
+  for (let p = 0; p < body.length; p += 16384) {
+    const part = body.subarray(p, p + 16384);
+    const head = Buffer.from([0x16, 3, 1, 0, 0]);
+    head.writeUInt16BE(part.length, 3);
+    out.push(head, part);
+  }
+  return Buffer.concat(out);
+}
+
+const norm = (r: SniResult): SniResult => (r.kind === 'name' ? { kind: 'name', name: r.name.toLowerCase() } : r);
+
+// ------------------------------------------------------------ tests
+
+t.test('real ClientHellos from node:tls give the server name', async (t) => {
+  for (const servername of ['DB.Example.com', 'cache-01.internal', 'x.y', 'a'.repeat(63) + '.example.org']) {
+    for (const maxVersion of ['TLSv1.3', 'TLSv1.2'] as const) {
+      const hello = await captureHello(t, { servername, maxVersion });
+      t.same(norm(parseSni(hello)), { kind: 'name', name: servername.toLowerCase() }, `${servername} (${maxVersion}, ${hello.length} bytes)`);
+      // application data or a second record after the hello does not change the answer
+      t.same(norm(parseSni(Buffer.concat([hello, Buffer.from([0x14, 3, 3, 0, 1, 1])]))), { kind: 'name', name: servername.toLowerCase() });
+    }
+  }
+});
+
+t.test('a hello split at every byte boundary: need-more for each prefix, then the name', async (t) => {
+  const hello = await captureHello(t, { servername: 'DB.Example.com' });
+  const bad: string[] = [];
+  for (let i = 0; i < hello.length; i++) {
+    const r = parseSni(hello.subarray(0, i));
+    if (r.kind !== 'need-more') bad.push(`prefix ${i}/${hello.length}: ${JSON.stringify(r)}`);
+  }
+  t.same(bad, [], 'every proper prefix needs more');
+  t.same(norm(parseSni(hello)), { kind: 'name', name: 'db.example.com' });
+});
+
+t.test('a hello split across several TLS records gives the same name', async (t) => {
+  const hello = await captureHello(t, { servername: 'DB.Example.com' });
+  const hsLen = hello.length - 5;
+  const framings = [
+    [Math.floor(hsLen / 3), Math.floor(hsLen / 3)],
+    [1, 3], // the handshake header itself split across records
+    [2, hsLen - 10],
+    [hsLen - 1], // the last byte alone in its own record
+  ];
+  for (const sizes of framings) {
+    const recs = reframe(hello, sizes);
+    t.ok(recs.length >= hello.length + 10, `re-framed into ${sizes.length + 1} records`);
+    t.same(norm(parseSni(recs)), { kind: 'name', name: 'db.example.com' }, `fragments ${sizes.join('+')}+rest`);
+    const bad: string[] = [];
+    for (let i = 0; i < recs.length; i++) {
+      const r = parseSni(recs.subarray(0, i));
+      if (r.kind !== 'need-more') bad.push(`prefix ${i}/${recs.length}: ${JSON.stringify(r)}`);
+    }
+    t.same(bad, [], `fragments ${sizes.join('+')}+rest: every proper prefix needs more`);
+  }
+});
+
+t.test('a hello without SNI gives none', async (t) => {
+  // node:tls sends no server_name when connecting to an IP without a servername
+  const hello = await captureHello(t, {});
+  t.same(parseSni(hello), { kind: 'none' });
+  t.same(parseSni(reframe(hello, [7, 40])), { kind: 'none' }, 'also across records');
+});
+
+t.test('bytes that are not TLS give not-tls', async (t) => {
+  t.same(parseSni(Buffer.from('GET / HTTP/1.1\r\nHost: db.example.com\r\n\r\n')), { kind: 'not-tls' });
+  t.same(parseSni(Buffer.from('G')), { kind: 'not-tls' }, 'one byte is enough to tell');
+  t.same(parseSni(Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n')), { kind: 'not-tls' });
+  t.same(parseSni(Buffer.from([0x16, 0x02, 0x00, 0x10, 0x00])), { kind: 'not-tls' }, 'record version 2');
+  t.same(parseSni(Buffer.from([0x17, 0x03, 0x03, 0x00, 0x10, 1, 2])), { kind: 'not-tls' }, 'application data record first');
+  t.same(parseSni(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 0x02, 0, 0, 1, 0])), { kind: 'not-tls' }, 'a ServerHello, not a ClientHello');
+  t.same(parseSni(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x00])), { kind: 'not-tls' }, 'an empty record');
+  t.same(parseSni(Buffer.from([0x80, 0x2e, 0x01, 0x03, 0x01])), { kind: 'not-tls' }, 'an SSLv2-style hello');
+  t.same(parseSni(Buffer.alloc(0)), { kind: 'need-more' }, 'nothing yet: need more');
+  t.same(parseSni(Buffer.from([0x16])), { kind: 'need-more' }, 'a plausible first byte: need more');
+  let tls = 0;
+  for (let i = 0; i < 2_000; i++) {
+    const b = Buffer.from(Array.from({ length: 1 + Math.floor(Math.random() * 100) }, () => Math.floor(Math.random() * 256)));
+    if (b[0] === 0x16) {
+      tls++;
+      continue;
+    }
+    const r = parseSni(b);
+    if (r.kind !== 'not-tls') t.fail(`random bytes ${b.toString('hex')}: ${JSON.stringify(r)}`);
+  }
+  t.pass(`random bytes not starting with 0x16 are not-tls (${2_000 - tls} cases)`);
+});
+
+t.test('a ClientHello claiming more than 64 KiB is too-large, exactly 64 KiB is read', async (t) => {
+  t.equal(MAX_HELLO, 64 * 1024);
+  const claim = (hsLen: number, fragment: number): Buffer => {
+    const rec = Buffer.alloc(5 + 4);
+    rec[0] = 0x16;
+    rec[1] = 3;
+    rec[2] = 1;
+    rec.writeUInt16BE(fragment, 3);
+    rec[5] = 1; // client_hello
+    rec.writeUIntBE(hsLen, 6, 3);
+    return rec;
+  };
+  t.same(parseSni(claim(0xffffff, 16384)), { kind: 'too-large' }, '16 MiB claimed, only the header in');
+  t.same(parseSni(claim(MAX_HELLO - 3, 16384)), { kind: 'too-large' }, 'one byte over: 4 + length = 65537');
+  t.same(parseSni(claim(MAX_HELLO - 4, 16384)), { kind: 'need-more' }, 'exactly 64 KiB: keep reading');
+  // the whole first record in, still claiming too much
+  const full = Buffer.concat([claim(0x20000, 16384), Buffer.alloc(16384 - 4)]);
+  t.same(parseSni(full), { kind: 'too-large' }, 'a full first record of a 128 KiB hello');
+
+  // real hellos padded to exactly the limit (name found in the last record) and one byte past it
+  const hello = await captureHello(t, { servername: 'Big.Example.com' });
+  const atLimit = paddedHello(hello, MAX_HELLO);
+  t.same(norm(parseSni(atLimit)), { kind: 'name', name: 'big.example.com' }, `a ${MAX_HELLO}-byte hello in ${Math.ceil(MAX_HELLO / 16384)}+ records`);
+  t.same(parseSni(atLimit.subarray(0, atLimit.length - 1)), { kind: 'need-more' }, 'its last byte missing');
+  const over = paddedHello(hello, MAX_HELLO + 1);
+  t.same(parseSni(over), { kind: 'too-large' }, 'one byte over the limit');
+  t.same(parseSni(over.subarray(0, 9)), { kind: 'too-large' }, 'known from its first 9 bytes');
+});
+
+t.test('random, truncated and mutated hellos never throw and stay fast', async (t) => {
+  const hellos = [
+    await captureHello(t, { servername: 'DB.Example.com' }),
+    await captureHello(t, { servername: 'x.y', maxVersion: 'TLSv1.2' }),
+    await captureHello(t, {}),
+  ];
+  hellos.push(reframe(hellos[0]!, [1, 3, 50]));
+  const KINDS = new Set(['need-more', 'name', 'none', 'not-tls', 'too-large']);
+  const failures: string[] = [];
+  let runs = 0;
+  const started = performance.now();
+  for (let i = 0; i < 20_000 && failures.length < 10; i++) {
+    const base = hellos[i % hellos.length]!;
+    const m = Buffer.from(base);
+    const flips = 1 + Math.floor(Math.random() * 6);
+    for (let k = 0; k < flips; k++) {
+      const at = Math.floor(Math.random() * m.length);
+      // flip a byte; sometimes max out a length field's high byte
+      m[at] = Math.random() < 0.2 ? 0xff : Math.floor(Math.random() * 256);
+    }
+    const cut = Math.random() < 0.5 ? m.length : Math.floor(Math.random() * (m.length + 1));
+    const input = m.subarray(0, cut);
+    runs++;
+    try {
+      const r = parseSni(input);
+      if (!KINDS.has(r.kind)) failures.push(`kind ${JSON.stringify(r)}`);
+      if (r.kind === 'name' && !(r.name.length > 0 && r.name.length <= 255 && /^[A-Za-z0-9._-]+$/.test(r.name)))
+        failures.push(`name ${JSON.stringify(r.name)} from ${input.toString('hex')}`);
+    } catch (err) {
+      failures.push(`threw ${(err as Error).message} on ${input.toString('hex')}`);
+    }
+  }
+  const elapsed = performance.now() - started;
+  t.same(failures, [], `${runs} mutated hellos`);
+  t.ok(elapsed < 5_000, `${runs} parses in ${elapsed.toFixed(0)}ms (bounded)`);
+
+  // the worst framing: a hello near the limit sent as 1-byte records, parsed again as each record comes in
+  const tiny = reframe(paddedHello(hellos[0]!, 8192), Array(8191).fill(1));
+  const t0 = performance.now();
+  let r: SniResult = { kind: 'need-more' };
+  for (let end = 6; end <= tiny.length; end += 6 * 97) r = parseSni(tiny.subarray(0, end));
+  r = parseSni(tiny);
+  const worst = performance.now() - t0;
+  t.same(norm(r), { kind: 'name', name: 'db.example.com' }, '8 KiB hello in 8192 one-byte records');
+  t.ok(worst < 5_000, `repeated parses of a ${tiny.length}-byte, 8192-record hello in ${worst.toFixed(0)}ms`);
+});
