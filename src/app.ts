@@ -11,11 +11,21 @@ import type { BackendRuntime } from './health/state.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics/registry.js';
 import { netDialer, type Dialer } from './proxy/dialer.js';
+import type { RouteClient } from './proxy/route.js';
 import { Listener, type SessionHost } from './proxy/listener.js';
 import type { Session } from './proxy/session.js';
 import type { PersistenceEntry } from './routing/persistence.js';
 import { FrontendRuntime } from './runtime.js';
 import { VERSION } from './version.js';
+
+export interface AppOptions {
+  /** In a worker: how sessions of a frontend route (through the primary). */
+  readonly remoteRoute?: (frontend: string) => RouteClient;
+  /** In a worker: report bound sockets instead of logging them. */
+  readonly onListening?: (frontend: string, address: string, port: number) => void;
+  /** In the primary of workers: bind nothing (workers serve), and add the workers' figures to /status. */
+  readonly primary?: { mergeStatus(own: Status): Promise<Status> };
+}
 
 export class App implements SessionHost, Control {
   readonly sessions = new Set<Session>();
@@ -31,7 +41,12 @@ export class App implements SessionHost, Control {
     private config: Config,
     readonly log: Logger,
     readonly dialer: Dialer = netDialer,
+    private readonly opts: AppOptions = {},
   ) {}
+
+  private get isWorker(): boolean {
+    return this.opts.remoteRoute !== undefined;
+  }
 
   runtime(frontend: string): FrontendRuntime | undefined {
     return this.stopping ? undefined : this.runtimes.get(frontend);
@@ -48,9 +63,9 @@ export class App implements SessionHost, Control {
   /** Bind every listen address and the admin listener; throws BindError (nothing left bound) if one fails. */
   async start(): Promise<void> {
     this.runtimes = this.buildRuntimes(this.config);
-    this.listeners = await this.bindAll(this.config, new Map());
+    if (!this.opts.primary) this.listeners = await this.bindAll(this.config, new Map());
     const a = this.config.admin;
-    if (a) {
+    if (a && !this.isWorker) {
       this.admin = new AdminServer({ host: a.listen.host, port: a.listen.port, token: a.token }, this, this.metrics, this.log);
       try {
         await this.admin.listen();
@@ -59,7 +74,11 @@ export class App implements SessionHost, Control {
         throw err;
       }
     }
-    for (const rt of this.runtimes.values()) rt.start();
+    this.startChecks(this.runtimes);
+  }
+
+  private startChecks(runtimes: ReadonlyMap<string, FrontendRuntime>): void {
+    if (!this.isWorker) for (const rt of runtimes.values()) rt.start();
   }
 
   /** Apply a validated config. Throws BindError and keeps the running config if a new address cannot be bound. */
@@ -71,19 +90,22 @@ export class App implements SessionHost, Control {
         if (l) keep.set(listenKey(fe.name, a), l);
       }
     }
-    const bound = await this.bindAll(next, keep);
+    const bound = this.opts.primary ? keep : await this.bindAll(next, keep);
     const runtimes = this.buildRuntimes(next, this.runtimes);
     for (const [k, l] of this.listeners) if (!bound.has(k)) void l.close();
     for (const rt of this.runtimes.values()) rt.stop();
     for (const [name, rt] of this.runtimes) if (!runtimes.has(name)) for (const b of rt.backends) b.dispose();
-    for (const fe of next.frontends) for (const a of fe.listen) bound.get(listenKey(fe.name, a))!.frontend = fe.name;
+    for (const fe of next.frontends) for (const a of fe.listen) {
+      const l = bound.get(listenKey(fe.name, a));
+      if (l) l.frontend = fe.name;
+    }
     if (JSON.stringify(next.admin ?? null) !== JSON.stringify(this.config.admin ?? null)) {
       this.log.warn('admin settings changed: they take effect at the next restart');
     }
     this.listeners = bound;
     this.runtimes = runtimes;
     this.config = next;
-    for (const rt of runtimes.values()) rt.start();
+    this.startChecks(runtimes);
   }
 
   /** Stop accepting, wait for open connections up to shutdown_grace, then close the rest. */
@@ -108,7 +130,12 @@ export class App implements SessionHost, Control {
     return this.stopping === null;
   }
 
-  status(): Status {
+  status(): Status | Promise<Status> {
+    const own = this.ownStatus();
+    return this.opts.primary ? this.opts.primary.mergeStatus(own) : own;
+  }
+
+  private ownStatus(): Status {
     const live = new Map<string, { in: number; out: number }>();
     const liveBackend = new Map<BackendRuntime, { in: number; out: number }>();
     for (const s of this.sessions) {
@@ -193,12 +220,14 @@ export class App implements SessionHost, Control {
 
   private buildRuntimes(config: Config, prev?: ReadonlyMap<string, FrontendRuntime>): Map<string, FrontendRuntime> {
     return new Map(
-      config.frontends.map((fe) => [
-        fe.name,
-        FrontendRuntime.build(fe, prev?.get(fe.name), this.log, this.dialer, (b, seconds, ok) =>
+      config.frontends.map((fe) => {
+        const rt = FrontendRuntime.build(fe, prev?.get(fe.name), this.log, this.dialer, (b, seconds, ok) =>
           this.metrics.checkDuration.observe({ frontend: fe.name, backend: b.name, result: ok ? 'pass' : 'fail' }, seconds),
-        ),
-      ]),
+          !this.isWorker,
+        );
+        if (this.opts.remoteRoute) rt.route = this.opts.remoteRoute(fe.name);
+        return [fe.name, rt];
+      }),
     );
   }
 
@@ -214,7 +243,8 @@ export class App implements SessionHost, Control {
           await l.listen();
           fresh.push(l);
           out.set(k, l);
-          this.log.info({ frontend: fe.name, address: a.host, port: l.port }, 'listening');
+          if (this.opts.onListening) this.opts.onListening(fe.name, a.host, l.port);
+          else this.log.info({ frontend: fe.name, address: a.host, port: l.port }, 'listening');
         }
       }
     } catch (err) {

@@ -8,6 +8,7 @@ import type { FrontendConfig } from './config/schema.js';
 import { ActiveHealth, type CheckObserver } from './health/checker.js';
 import { BackendRuntime, PassiveHealth, type HealthPolicy, type TransitionListener } from './health/state.js';
 import type { Dialer } from './proxy/dialer.js';
+import { LocalRoute, type RouteClient } from './proxy/route.js';
 import type { Logger } from './log.js';
 import { Admission, AddressMatcher } from './proxy/admission.js';
 import type { BackendView } from './routing/balancer.js';
@@ -49,6 +50,11 @@ export class FrontendRuntime {
   readonly health: HealthPolicy;
   private readonly checker: ActiveHealth | null;
   readonly view: BackendView;
+  /** How sessions route: locally, or (in a worker) through the primary. */
+  route: RouteClient;
+  /** The routing state of this process (what the primary answers workers with). */
+  readonly local: LocalRoute;
+  private readonly byName: ReadonlyMap<string, BackendRuntime>;
 
   constructor(
     readonly config: FrontendConfig,
@@ -62,6 +68,7 @@ export class FrontendRuntime {
     observe?: CheckObserver,
   ) {
     this.name = config.name;
+    this.byName = new Map(backends.map((b) => [b.name, b]));
     this.router = new Router(config.backends, config.balance.algorithm, config.balance.vnodes);
     this.admission = new Admission(config.allow, config.deny);
     this.trusted = new AddressMatcher(config.trusted_proxies);
@@ -86,6 +93,12 @@ export class FrontendRuntime {
       },
       active: (i) => bs[i]!.active,
     };
+    this.local = new LocalRoute(this);
+    this.route = this.local;
+  }
+
+  backendByName(name: string): BackendRuntime | undefined {
+    return this.byName.get(name);
   }
 
   /** Start active checks (if configured). */
@@ -99,7 +112,15 @@ export class FrontendRuntime {
   }
 
   /** Build a runtime for `config`, reusing what `prev` (the same frontend's last runtime) holds. */
-  static build(config: FrontendConfig, prev: FrontendRuntime | undefined, log: Logger, dialer: Dialer, observe?: CheckObserver): FrontendRuntime {
+  static build(
+    config: FrontendConfig,
+    prev: FrontendRuntime | undefined,
+    log: Logger,
+    dialer: Dialer,
+    observe?: CheckObserver,
+    /** false in a worker: the primary holds the table. */
+    withTable = true,
+  ): FrontendRuntime {
     const old = new Map(prev?.backends.map((b) => [b.name, b]));
     const backends = config.backends.map((bc) => {
       const b = old.get(bc.name);
@@ -110,7 +131,7 @@ export class FrontendRuntime {
     });
     for (const gone of old.values()) gone.dispose();
     let table: PersistenceTable | null = null;
-    if (config.affinity.key !== 'none') {
+    if (config.affinity.key !== 'none' && withTable) {
       const p = config.persistence;
       const reuse = prev?.table instanceof LocalTable && prev.table.ttlMs === p.ttl && prev.table.maxEntries === p.max_entries;
       const t: PersistenceTable = reuse ? prev!.table! : new LocalTable(p.ttl, p.max_entries);

@@ -47,7 +47,7 @@ export type Lookup<T> = { ok: true; value: T } | { ok: false; error: string };
 
 export interface Control {
   accepting(): boolean;
-  status(): Status;
+  status(): Status | Promise<Status>;
   entries(frontend: string, key?: string): Lookup<PersistenceEntry[]>;
   /** Forget one key, every key of one backend, or everything; returns how many. */
   forget(frontend: string, which: { key?: string; backend?: string }): Lookup<number>;

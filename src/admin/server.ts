@@ -77,13 +77,13 @@ export class AdminServer {
       return;
     }
     if (method === 'GET' && path === '/metrics') {
-      const text = await this.metrics.render(c.status());
+      const text = await this.metrics.render(await c.status());
       res.writeHead(200, { 'content-type': this.metrics.contentType }).end(text);
       return;
     }
-    if (method === 'GET' && path === '/status') return json(res, 200, c.status());
+    if (method === 'GET' && path === '/status') return json(res, 200, await c.status());
     if (method === 'GET' && path === '/') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(statusPage(c.status()));
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(statusPage(await c.status()));
       return;
     }
     if (parts[0] === 'persistence' && parts.length === 2) {

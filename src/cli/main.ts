@@ -3,7 +3,10 @@
  * 0 clean stop, 1 bad config or arguments, 2 could not bind or start.
  */
 import { Command, CommanderError, Option } from 'commander';
+import cluster from 'node:cluster';
 import { App } from '../app.js';
+import { Primary, workerCount } from '../cluster/primary.js';
+import { runWorker } from '../cluster/worker.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { validate } from '../config/validate.js';
@@ -55,9 +58,14 @@ function configFromFlags(o: RunOptions): Config {
 }
 
 async function run(o: RunOptions): Promise<number> {
+  if (cluster.isWorker) {
+    runWorker(o.logFormat, o.logLevel); // the primary sends the config; the worker exits by itself
+    return new Promise<number>(() => {});
+  }
   const config = o.config ? loadConfig(o.config) : configFromFlags(o);
   const log = createLogger(o.logLevel ?? config.log.level, o.logFormat);
-  const app = new App(config, log);
+  const n = workerCount(config);
+  const app: { start(): Promise<void>; reload(c: typeof config): Promise<void>; stop(): Promise<void> } = n > 1 ? new Primary(config, log, n) : new App(config, log);
   try {
     await app.start();
   } catch (err) {

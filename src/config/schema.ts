@@ -120,6 +120,8 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   shutdown_grace: duration.default(30_000),
+  /** Processes serving the listeners: 1 (no separate workers), N, or auto (one per CPU). */
+  workers: z.union([z.literal('auto'), int(1, 256)]).default(1),
   frontends: z.array(frontend).min(1, 'at least one frontend'),
 });
 

@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import type { BackendRuntime } from '../health/state.js';
-import type { Decision } from '../routing/router.js';
+import type { Routed } from './route.js';
 import type { FrontendRuntime } from '../runtime.js';
 import { ConnectError, type Dialer } from './dialer.js';
 import { buildProxyHeader, signatureOf, type Endpoint } from './proxy-header.js';
@@ -50,7 +50,10 @@ export class Session {
   private reason: CloseReason | null = null;
   private readonly started = performance.now();
   private closed = false;
+  /** decide() returned a decision: the key is pinned until closed(). */
   private pinned = false;
+  /** The backend this connection counts against (connecting or connected). */
+  private holding: string | null = null;
   private openSockets = 1;
   private guard: boolean;
   private readonly key: string | null;
@@ -95,13 +98,26 @@ export class Session {
     c.on('error', this.onClientError);
     c.once('close', this.onSocketClose);
     const hash = this.rt.router.hash(this.key);
-    const first = this.rt.router.decide(this.key, hash, this.rt.table, this.rt.view);
+    const first = this.rt.route.decide(this.key, hash);
+    if (first === null || first instanceof Promise) void this.begin(first, hash);
+    else void this.dial(first, hash);
+  }
+
+  /** The remote (worker) path: wait for the primary's decision. */
+  private async begin(pending: Promise<Routed | null> | null, hash: number): Promise<void> {
+    const first = await pending;
     if (first === null) {
       this.rt.stats.noBackend++;
       this.finish('no_backend');
       return;
     }
-    void this.dial(first, hash);
+    this.pinned = true;
+    if (this.closed) {
+      this.rt.route.closed(this.key, first.backend, true);
+      this.pinned = false;
+      return;
+    }
+    await this.dial(first, hash);
   }
 
   /** Stop now (shutdown grace ran out). */
@@ -110,58 +126,71 @@ export class Session {
   }
 
   private readonly onEarlyData = (chunk: Buffer): void => {
+    this.early.push(chunk);
+    this.earlyBytes += chunk.length;
     if (this.guard) {
-      const sig = signatureOf(chunk);
-      if (sig !== 'no') {
+      // Judge the first bytes together: a segment may hold only the start of a signature ("\r\n", "PRO").
+      const sig = signatureOf(this.early.length === 1 ? chunk : Buffer.concat(this.early));
+      if (sig === 1 || sig === 2) {
         this.rt.stats.refused.untrusted_proxy++;
         this.finish('untrusted_proxy');
         return;
       }
+      if (sig === 'maybe') return; // fewer bytes than a signature: wait for more (or the end)
       this.guard = false;
     }
-    this.early.push(chunk);
-    this.earlyBytes += chunk.length;
     if (this.backendSock !== null) this.startRelay();
     else if (this.earlyBytes >= EARLY_BYTES_LIMIT) this.client.pause();
   };
 
   private readonly onEarlyEnd = (): void => {
     this.clientEnded = true;
+    // Ended before a whole signature came: nothing left to guard; deliver what there is, and the end.
+    if (this.guard) {
+      this.guard = false;
+      if (this.backendSock !== null) this.startRelay();
+    }
   };
 
-  private async dial(first: Decision, hash: number): Promise<void> {
+  private async dial(first: Routed, hash: number): Promise<void> {
     const rt = this.rt;
-    const tried = new Set<number>();
-    const keep = first.via === 'overflow';
-    let d: Decision | null = first;
+    const route = rt.route;
+    this.pinned = true;
+    const tried: string[] = [];
+    const keepEntry = first.via === 'overflow';
+    let d: Routed | null = first;
     for (let attempt = 0; d !== null; attempt++) {
-      const b = rt.backends[d.backend]!;
-      tried.add(d.backend);
-      b.active++; // counts toward max_connections / least_conn while connecting
+      const name: string = d.backend;
+      tried.push(name);
+      this.holding = name;
+      const b = rt.backendByName(name);
       try {
+        if (!b) throw new ConnectError('error', `backend ${name} left the config`);
         const sock = await this.dialer.connect(b.config.address, rt.config.timeouts.connect);
         if (this.closed) {
-          b.active--;
           sock.destroy();
           return;
         }
-        rt.health.success(b);
-        if (this.key !== null && rt.table !== null) {
-          if (d.write && !keep) rt.table.assign(this.key, b.name);
-          rt.table.open(this.key);
-          this.pinned = true;
-        }
+        route.connected(name);
         this.attach(b, sock);
         return;
       } catch (err) {
-        b.active--;
+        if (this.closed) return; // finish() already released this backend
         const why = err instanceof ConnectError ? err.reason : 'error';
-        rt.health.failure(b, why);
-        if (this.closed) return;
-        if (attempt >= rt.config.retries) break;
-        d = rt.router.next(this.key, hash, rt.view, tried);
-        if (d !== null) rt.stats.failovers++;
-        if (rt.log.isLevelEnabled('debug')) rt.log.debug({ client: this.init.client.address, backend: b.name, why, next: d && rt.backends[d.backend]!.name }, 'connect failed');
+        this.holding = null;
+        const next = route.retry(this.key, hash, { failed: name, why, tried, wantNext: attempt < rt.config.retries, keepEntry });
+        d = next instanceof Promise ? await next : next;
+        if (rt.log.isLevelEnabled('debug')) rt.log.debug({ client: this.init.client.address, backend: name, why, next: d?.backend ?? null }, 'connect failed');
+        if (d !== null) {
+          if (this.closed) {
+            route.closed(this.key, d.backend, false);
+            return;
+          }
+          this.holding = d.backend;
+          rt.stats.failovers++;
+        } else if (this.closed) {
+          return;
+        }
       }
     }
     rt.stats.connectFailed++;
@@ -255,11 +284,12 @@ export class Session {
     rt.stats.bytesIn += bytesIn;
     rt.stats.bytesOut += bytesOut;
     if (b) {
-      b.active--;
       b.bytesIn += bytesIn;
       b.bytesOut += bytesOut;
     }
-    if (this.pinned) rt.table!.close(this.key!);
+    rt.route.closed(this.key, this.holding, this.pinned);
+    this.pinned = false;
+    this.holding = null;
     rt.log.info(
       {
         client: this.init.client.address,

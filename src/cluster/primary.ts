@@ -1,0 +1,210 @@
+/**
+ * The primary of `workers: N`: forks the workers (node:cluster, each worker
+ * accepting on the shared listening sockets itself), answers their routing
+ * requests from the one persistence table, runs health checks and the
+ * admin API, sums the workers' figures for /status and /metrics, and
+ * carries reloads and stops to every worker.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { App } from '../app.js';
+import type { FrontendStatus, Status } from '../admin/control.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { ToPrimary, ToWorker } from './protocol.js';
+
+export function workerCount(config: Config): number {
+  return config.workers === 'auto' ? availableParallelism() : config.workers;
+}
+
+export class Primary {
+  readonly app: App;
+  private readonly workers = new Set<Worker>();
+  private readonly listening = new Set<string>();
+  private nextId = 1;
+  private readonly statsWaiters = new Map<number, (s: Status | null) => void>();
+  private gen = 0;
+  private readonly applied = new Map<number, { left: Set<Worker>; errors: string[]; done: () => void }>();
+  private stopping = false;
+
+  constructor(
+    private config: Config,
+    private readonly log: Logger,
+    private readonly count: number,
+  ) {
+    this.app = new App(config, log, undefined, { primary: { mergeStatus: (own) => this.merge(own) } });
+  }
+
+  /** Start the routing state and admin API, fork the workers and wait until every one serves. */
+  async start(): Promise<void> {
+    await this.app.start();
+    cluster.schedulingPolicy = cluster.SCHED_NONE; // each worker accepts on the shared socket itself
+    const ready = Array.from({ length: this.count }, () => this.fork());
+    await Promise.all(ready);
+    this.log.info({ workers: this.count }, 'workers ready');
+  }
+
+  private fork(): Promise<void> {
+    const w = cluster.fork();
+    this.workers.add(w);
+    w.on('message', (m: ToPrimary) => this.onMessage(w, m));
+    return new Promise((resolve, reject) => {
+      let serving = false;
+      const onApplied = (m: ToPrimary) => {
+        if (m.t === 'applied' && m.gen === 0) {
+          w.removeListener('message', onApplied);
+          if (m.error) reject(new Error(m.error));
+          else ((serving = true), resolve());
+        }
+      };
+      w.on('message', onApplied);
+      w.on('online', () => this.send(w, { t: 'config', gen: 0, config: this.config }));
+      w.on('exit', (code, signal) => {
+        this.workers.delete(w);
+        for (const a of this.applied.values()) if (a.left.delete(w) && a.left.size === 0) a.done();
+        if (!serving) return reject(new Error(`worker exited during start (code ${code})`));
+        if (this.stopping) return;
+        this.log.error({ worker: w.id, code, signal }, 'worker died; starting another');
+        void this.fork().catch((err: Error) => this.log.error({ err: err.message }, 'could not restart worker'));
+      });
+    });
+  }
+
+  private send(w: Worker, m: ToWorker): void {
+    if (w.isConnected()) w.send(m);
+  }
+
+  private onMessage(w: Worker, m: ToPrimary): void {
+    switch (m.t) {
+      case 'd': {
+        const rt = this.app.runtime(m.fe);
+        this.send(w, { t: 'r', id: m.id, d: rt ? rt.local.decide(m.key, m.hash) : null });
+        return;
+      }
+      case 'y': {
+        const rt = this.app.runtime(m.fe);
+        this.send(w, { t: 'r', id: m.id, d: rt ? rt.local.retry(m.key, m.hash, m.r) : null });
+        return;
+      }
+      case 'b':
+        for (const ev of m.ev) {
+          const rt = this.app.runtime(ev[1]);
+          if (!rt) continue;
+          if (ev[0] === 'ok') rt.local.connected(ev[2]);
+          else rt.local.closed(ev[2], ev[3], ev[4]);
+        }
+        return;
+      case 'listening': {
+        const k = `${m.fe}|${m.address}|${m.port}`;
+        if (!this.listening.has(k)) {
+          this.listening.add(k);
+          this.log.info({ frontend: m.fe, address: m.address, port: m.port }, 'listening');
+        }
+        return;
+      }
+      case 'stats':
+        this.statsWaiters.get(m.id)?.(m.s);
+        return;
+      case 'applied': {
+        const a = this.applied.get(m.gen);
+        if (!a) return;
+        if (m.error) a.errors.push(m.error);
+        a.left.delete(w);
+        if (a.left.size === 0) a.done();
+        return;
+      }
+      case 'ready':
+        return;
+      default: {
+        const never: never = m;
+        throw new Error(`unknown message ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /** Validated config: check new addresses bind, apply here, then in every worker. Throws on failure. */
+  async reload(next: Config): Promise<void> {
+    if (workerCount(next) !== this.count) this.log.warn({ running: this.count }, 'workers changed: takes effect at the next restart');
+    await probeNewAddresses(this.config, next);
+    await this.app.reload(next);
+    this.config = next;
+    const gen = ++this.gen;
+    const errors = await new Promise<string[]>((resolve) => {
+      const entry = { left: new Set(this.workers), errors: [] as string[], done: () => (clearTimeout(timer), this.applied.delete(gen), resolve(entry.errors)) };
+      const timer = setTimeout(() => entry.done(), 5000);
+      this.applied.set(gen, entry);
+      for (const w of this.workers) this.send(w, { t: 'config', gen, config: next });
+      if (entry.left.size === 0) entry.done();
+    });
+    if (errors.length > 0) throw new Error(`workers: ${[...new Set(errors)].join('; ')}`);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const exited = [...this.workers].map((w) => new Promise<void>((r) => (w.isDead() ? r() : w.once('exit', () => r()))));
+    for (const w of this.workers) this.send(w, { t: 'stop' });
+    const grace = this.config.shutdown_grace + 5000;
+    await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, grace).unref())]);
+    for (const w of this.workers) if (!w.isDead()) w.process.kill('SIGKILL');
+    await this.app.stop();
+  }
+
+  private async merge(own: Status): Promise<Status> {
+    const parts = await Promise.all([...this.workers].map((w) => this.statsOf(w)));
+    const frontends = own.frontends.map((fe): FrontendStatus => {
+      const out: FrontendStatus = { ...fe, refused: { ...fe.refused }, backends: fe.backends.map((b) => ({ ...b, total: 0, bytes_in: 0, bytes_out: 0 })) };
+      for (const p of parts) {
+        const wf = p?.frontends.find((f) => f.name === fe.name);
+        if (!wf) continue;
+        if (out.listen.length === 0) out.listen = wf.listen;
+        out.active += wf.active;
+        out.total += wf.total;
+        for (const [k, v] of Object.entries(wf.refused)) out.refused[k] = (out.refused[k] ?? 0) + v;
+        out.bytes_in += wf.bytes_in;
+        out.bytes_out += wf.bytes_out;
+        out.failovers += wf.failovers;
+        out.no_backend += wf.no_backend;
+        out.connect_failed += wf.connect_failed;
+        for (const b of out.backends) {
+          const wb = wf.backends.find((x) => x.name === b.name);
+          if (!wb) continue;
+          b.total += wb.total;
+          b.bytes_in += wb.bytes_in;
+          b.bytes_out += wb.bytes_out;
+        }
+      }
+      return out;
+    });
+    return { ...own, frontends };
+  }
+
+  private statsOf(w: Worker): Promise<Status | null> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish(null), 1000);
+      const finish = (s: Status | null) => {
+        clearTimeout(timer);
+        this.statsWaiters.delete(id);
+        resolve(s);
+      };
+      this.statsWaiters.set(id, finish);
+      this.send(w, { t: 'stats?', id });
+    });
+  }
+}
+
+/** Listen addresses the next config adds must be bindable now (port 0 always is). */
+async function probeNewAddresses(current: Config, next: Config): Promise<void> {
+  const have = new Set(current.frontends.flatMap((f) => f.listen.map((a) => `${a.host}:${a.port}`)));
+  for (const fe of next.frontends) {
+    for (const a of fe.listen) {
+      if (a.port === 0 || have.has(`${a.host}:${a.port}`)) continue;
+      await new Promise<void>((resolve, reject) => {
+        const s = createServer();
+        s.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`cannot listen on ${a.text}: ${err.code ?? err.message}`)));
+        s.listen({ host: a.host, port: a.port, exclusive: true }, () => s.close(() => resolve()));
+      });
+    }
+  }
+}

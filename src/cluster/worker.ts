@@ -1,0 +1,125 @@
+/**
+ * A worker process: serves the shared listening sockets and relays bytes;
+ * every routing decision is asked of the primary (RemoteRoute), which holds
+ * the one persistence table, so a key maps to one backend whichever worker
+ * accepted its connection.
+ */
+import { App } from '../app.js';
+import type { Config } from '../config/schema.js';
+import { createLogger, type LogFormat } from '../log.js';
+import type { RetryRequest, RouteClient, Routed } from '../proxy/route.js';
+import type { RouteEvent, ToPrimary, ToWorker } from './protocol.js';
+
+class Channel {
+  private nextId = 1;
+  private readonly pending = new Map<number, (d: Routed | null) => void>();
+  private batch: RouteEvent[] = [];
+  private scheduled = false;
+
+  send(m: ToPrimary): void {
+    if (process.connected) process.send!(m);
+  }
+
+  request(m: { t: 'd'; fe: string; key: string | null; hash: number } | { t: 'y'; fe: string; key: string | null; hash: number; r: RetryRequest }): Promise<Routed | null> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.send({ ...m, id } as ToPrimary);
+    });
+  }
+
+  answer(id: number, d: Routed | null): void {
+    const r = this.pending.get(id);
+    this.pending.delete(id);
+    r?.(d);
+  }
+
+  post(ev: RouteEvent): void {
+    this.batch.push(ev);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      const ev = this.batch;
+      this.batch = [];
+      this.send({ t: 'b', ev });
+    });
+  }
+}
+
+class RemoteRoute implements RouteClient {
+  constructor(
+    private readonly fe: string,
+    private readonly ch: Channel,
+  ) {}
+
+  decide(key: string | null, hash: number): Promise<Routed | null> {
+    return this.ch.request({ t: 'd', fe: this.fe, key, hash });
+  }
+
+  retry(key: string | null, hash: number, r: RetryRequest): Promise<Routed | null> {
+    return this.ch.request({ t: 'y', fe: this.fe, key, hash, r });
+  }
+
+  connected(backend: string): void {
+    this.ch.post(['ok', this.fe, backend]);
+  }
+
+  closed(key: string | null, backend: string | null, pinned: boolean): void {
+    this.ch.post(['x', this.fe, key, backend, pinned]);
+  }
+}
+
+export function runWorker(logFormat: LogFormat, logLevel: string | undefined): void {
+  const ch = new Channel();
+  let app: App | null = null;
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    void (app ? app.stop() : Promise.resolve()).then(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('disconnect', stop); // the primary is gone
+  process.on('message', (m: ToWorker) => {
+    switch (m.t) {
+      case 'r':
+        ch.answer(m.id, m.d);
+        return;
+      case 'config':
+        void apply(m.gen, m.config);
+        return;
+      case 'stats?':
+        if (app) void Promise.resolve(app.status()).then((s) => ch.send({ t: 'stats', id: m.id, s }));
+        return;
+      case 'stop':
+        stop();
+        return;
+      default: {
+        const never: never = m;
+        throw new Error(`unknown message ${JSON.stringify(never)}`);
+      }
+    }
+  });
+
+  async function apply(gen: number, config: Config): Promise<void> {
+    try {
+      if (app === null) {
+        const log = createLogger(logLevel ?? config.log.level, logFormat);
+        app = new App(config, log, undefined, {
+          remoteRoute: (fe) => new RemoteRoute(fe, ch),
+          onListening: (fe, address, port) => ch.send({ t: 'listening', fe, address, port }),
+        });
+        await app.start();
+        ch.send({ t: 'ready' });
+      } else {
+        await app.reload(config);
+      }
+      ch.send({ t: 'applied', gen, error: null });
+    } catch (err) {
+      ch.send({ t: 'applied', gen, error: (err as Error).message });
+      if (gen === 0) process.exit(2);
+    }
+  }
+}
