@@ -16,6 +16,10 @@ import { Listener, type SessionHost } from './proxy/listener.js';
 import type { Session } from './proxy/session.js';
 import type { PersistenceEntry } from './routing/persistence.js';
 import { FrontendRuntime } from './runtime.js';
+import type { LocalTable } from './routing/persistence.js';
+import { buildTables, tableId } from './routing/tables.js';
+import { loadSnapshot, saveSnapshot } from './store/snapshot.js';
+import { RedisStore, StoreRoute } from './store/redis.js';
 import { VERSION } from './version.js';
 
 export interface AppOptions {
@@ -31,6 +35,8 @@ export class App implements SessionHost, Control {
   readonly sessions = new Set<Session>();
   readonly metrics = new Metrics();
   private runtimes = new Map<string, FrontendRuntime>();
+  /** Persistence tables by tableId(); empty in a worker (the primary holds them). */
+  private tables = new Map<string, LocalTable>();
   /** Keyed by listenKey(). */
   private listeners = new Map<string, Listener>();
   private admin: AdminServer | null = null;
@@ -63,6 +69,7 @@ export class App implements SessionHost, Control {
   /** Bind every listen address and the admin listener; throws BindError (nothing left bound) if one fails. */
   async start(): Promise<void> {
     this.runtimes = this.buildRuntimes(this.config);
+    if (!this.isWorker) await this.loadSnapshots();
     if (!this.opts.primary) this.listeners = await this.bindAll(this.config, new Map());
     const a = this.config.admin;
     if (a && !this.isWorker) {
@@ -78,7 +85,89 @@ export class App implements SessionHost, Control {
   }
 
   private startChecks(runtimes: ReadonlyMap<string, FrontendRuntime>): void {
-    if (!this.isWorker) for (const rt of runtimes.values()) rt.start();
+    if (this.isWorker) return;
+    for (const rt of runtimes.values()) rt.start();
+    this.scheduleSnapshots();
+  }
+
+  private stores = new Map<string, RedisStore>();
+
+  /** One Redis connection pair per shared table with a `store`; kept across reloads while url and ttl stay. */
+  private buildStores(config: Config): void {
+    const next = new Map<string, RedisStore>();
+    for (const fe of config.frontends) {
+      const id = tableId(fe);
+      const url = fe.persistence.store;
+      const table = this.tables.get(id);
+      if (url === null || !table || next.has(id)) continue;
+      const old = this.stores.get(id);
+      if (old && old.url === url && old.ttlMs === fe.persistence.ttl) {
+        next.set(id, old);
+        continue;
+      }
+      const store = new RedisStore(url, id, fe.persistence.ttl, this.log);
+      store.onChange((key, backend) => {
+        const t = this.tables.get(id);
+        if (!t) return;
+        if (backend === null) t.delete(key);
+        else t.assign(key, backend);
+      });
+      next.set(id, store);
+    }
+    for (const [id, s] of this.stores) if (next.get(id) !== s) void s.close();
+    this.stores = next;
+  }
+
+  /** Tables with a snapshot file: id → [path, interval]. */
+  private snapshotTargets(): Map<string, { path: string; interval: number }> {
+    const out = new Map<string, { path: string; interval: number }>();
+    for (const fe of this.config.frontends) {
+      const p = fe.persistence;
+      if (p.snapshot !== null && this.tables.has(tableId(fe))) out.set(tableId(fe), { path: p.snapshot, interval: p.snapshot_interval });
+    }
+    return out;
+  }
+
+  private async loadSnapshots(): Promise<void> {
+    for (const [id, { path }] of this.snapshotTargets()) {
+      const table = this.tables.get(id)!;
+      const names = new Set(this.config.frontends.filter((f) => tableId(f) === id).flatMap((f) => f.backends.map((b) => b.name)));
+      const r = await loadSnapshot(path, table, (b) => names.has(b));
+      if (r.ok) this.log.info({ table: id, path, loaded: r.loaded, skipped: r.skipped }, 'snapshot loaded');
+      else if (r.missing) this.log.info({ table: id, path }, 'no snapshot yet: starting with an empty table');
+      else this.log.warn({ table: id, path, reason: r.reason }, 'snapshot ignored: starting with an empty table');
+    }
+  }
+
+  private snapshotTimers: NodeJS.Timeout[] = [];
+
+  private scheduleSnapshots(): void {
+    for (const t of this.snapshotTimers) clearInterval(t);
+    this.snapshotTimers = [];
+    for (const [id, { path, interval }] of this.snapshotTargets()) {
+      const t = setInterval(() => void this.writeSnapshot(id, path), interval);
+      t.unref();
+      this.snapshotTimers.push(t);
+    }
+  }
+
+  private readonly writing = new Map<string, Promise<void>>();
+
+  /** One write at a time per table; errors are logged, never fatal. */
+  private writeSnapshot(id: string, path: string): Promise<void> {
+    const table = this.tables.get(id);
+    if (!table) return Promise.resolve();
+    const prev = this.writing.get(id) ?? Promise.resolve();
+    const next = prev.then(async () => {
+      try {
+        const n = await saveSnapshot(path, table);
+        if (this.log.isLevelEnabled('debug')) this.log.debug({ table: id, path, entries: n }, 'snapshot written');
+      } catch (err) {
+        this.log.error({ table: id, path, err: (err as Error).message }, 'snapshot write failed');
+      }
+    });
+    this.writing.set(id, next);
+    return next;
   }
 
   /** Apply a validated config. Throws BindError and keeps the running config if a new address cannot be bound. */
@@ -119,7 +208,10 @@ export class App implements SessionHost, Control {
         for (const s of [...this.sessions]) s.abort('shutdown');
       }
       for (const rt of this.runtimes.values()) for (const b of rt.backends) b.dispose();
+      for (const t of this.snapshotTimers) clearInterval(t);
+      if (!this.isWorker) await Promise.all([...this.snapshotTargets()].map(([id, { path }]) => this.writeSnapshot(id, path)));
       await this.admin?.close();
+      await Promise.all([...this.stores.values()].map((s) => s.close()));
     })();
     return this.stopping;
   }
@@ -185,6 +277,7 @@ export class App implements SessionHost, Control {
     if (!rt) return { ok: false, error: `no frontend "${frontend}"` };
     const t = rt.table;
     if (which.key !== undefined) {
+      this.stores.get(tableId(rt.config))?.delete(which.key);
       return t?.delete(which.key) ? { ok: true, value: 1 } : { ok: false, error: `no entry for key "${which.key}" in frontend "${frontend}"` };
     }
     if (which.backend !== undefined) {
@@ -219,13 +312,28 @@ export class App implements SessionHost, Control {
   // --- internals ----------------------------------------------------------
 
   private buildRuntimes(config: Config, prev?: ReadonlyMap<string, FrontendRuntime>): Map<string, FrontendRuntime> {
+    if (!this.isWorker) {
+      this.tables = buildTables(config.frontends, this.tables);
+      this.buildStores(config);
+    }
     return new Map(
       config.frontends.map((fe) => {
-        const rt = FrontendRuntime.build(fe, prev?.get(fe.name), this.log, this.dialer, (b, seconds, ok) =>
-          this.metrics.checkDuration.observe({ frontend: fe.name, backend: b.name, result: ok ? 'pass' : 'fail' }, seconds),
-          !this.isWorker,
+        const rt = FrontendRuntime.build(
+          fe,
+          prev?.get(fe.name),
+          this.log,
+          this.dialer,
+          (b, seconds, ok) => this.metrics.checkDuration.observe({ frontend: fe.name, backend: b.name, result: ok ? 'pass' : 'fail' }, seconds),
+          this.tables.get(tableId(fe)) ?? null,
         );
         if (this.opts.remoteRoute) rt.route = this.opts.remoteRoute(fe.name);
+        const store = this.stores.get(tableId(fe));
+        if (store && rt.table) {
+          rt.route = new StoreRoute(rt.local, rt.table, store, (name) => {
+            const i = rt.router.index.get(name);
+            return i !== undefined && rt.view.keeps(i);
+          });
+        }
         return [fe.name, rt];
       }),
     );

@@ -12,7 +12,7 @@ import { LocalRoute, type RouteClient } from './proxy/route.js';
 import type { Logger } from './log.js';
 import { Admission, AddressMatcher } from './proxy/admission.js';
 import type { BackendView } from './routing/balancer.js';
-import { LocalTable, type PersistenceTable } from './routing/persistence.js';
+import type { PersistenceTable } from './routing/persistence.js';
 import { Router } from './routing/router.js';
 
 export type RefusedReason = 'denied' | 'over_limit' | 'untrusted_proxy' | 'bad_proxy_header' | 'handshake_timeout';
@@ -69,7 +69,10 @@ export class FrontendRuntime {
   ) {
     this.name = config.name;
     this.byName = new Map(backends.map((b) => [b.name, b]));
-    this.router = new Router(config.backends, config.balance.algorithm, config.balance.vnodes);
+    this.router = new Router(config.backends, config.balance.algorithm, config.balance.vnodes, {
+      boundedLoad: config.balance.bounded_load,
+      onRecovery: config.persistence.on_recovery,
+    });
     this.admission = new Admission(config.allow, config.deny);
     this.trusted = new AddressMatcher(config.trusted_proxies);
     const transition: TransitionListener = (b, to, reason) =>
@@ -118,8 +121,8 @@ export class FrontendRuntime {
     log: Logger,
     dialer: Dialer,
     observe?: CheckObserver,
-    /** false in a worker: the primary holds the table. */
-    withTable = true,
+    /** This frontend's table (shared with others naming the same one); null with affinity none, or in a worker. */
+    table: PersistenceTable | null = null,
   ): FrontendRuntime {
     const old = new Map(prev?.backends.map((b) => [b.name, b]));
     const backends = config.backends.map((bc) => {
@@ -130,16 +133,6 @@ export class FrontendRuntime {
       return b;
     });
     for (const gone of old.values()) gone.dispose();
-    let table: PersistenceTable | null = null;
-    if (config.affinity.key !== 'none' && withTable) {
-      const p = config.persistence;
-      const reuse = prev?.table instanceof LocalTable && prev.table.ttlMs === p.ttl && prev.table.maxEntries === p.max_entries;
-      const t: PersistenceTable = reuse ? prev!.table! : new LocalTable(p.ttl, p.max_entries);
-      if (!reuse && prev?.table) for (const e of prev.table.entries()) t.assign(e.key, e.backend);
-      const names = new Set(config.backends.map((b) => b.name));
-      t.retain((name) => names.has(name));
-      table = t;
-    }
     return new FrontendRuntime(config, backends, table, prev?.stats ?? newStats(), log.child({ frontend: config.name }), dialer, observe);
   }
 }

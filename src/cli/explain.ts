@@ -52,7 +52,7 @@ export function explainClient(fe: FrontendConfig, client: string, sni?: string):
   } else if (fe.affinity.key === 'source_ip') {
     key = sourceIpKey(ip, fe.affinity);
   }
-  const router = new Router(fe.backends, fe.balance.algorithm, fe.balance.vnodes);
+  const router = new Router(fe.backends, fe.balance.algorithm, fe.balance.vnodes, { boundedLoad: fe.balance.bounded_load, onRecovery: fe.persistence.on_recovery });
   const hash = key === null ? null : router.hash(key);
   const d = router.decide(key, hash ?? 0, null, allUp(fe));
   const b = d ? fe.backends[d.backend]! : null;

@@ -77,22 +77,20 @@ export class Primary {
 
   private onMessage(w: Worker, m: ToPrimary): void {
     switch (m.t) {
-      case 'd': {
-        const rt = this.app.runtime(m.fe);
-        this.send(w, { t: 'r', id: m.id, d: rt ? rt.local.decide(m.key, m.hash) : null });
-        return;
-      }
+      case 'd':
       case 'y': {
         const rt = this.app.runtime(m.fe);
-        this.send(w, { t: 'r', id: m.id, d: rt ? rt.local.retry(m.key, m.hash, m.r) : null });
+        const d = rt ? (m.t === 'd' ? rt.route.decide(m.key, m.hash) : rt.route.retry(m.key, m.hash, m.r)) : null;
+        if (d instanceof Promise) void d.then((x) => this.send(w, { t: 'r', id: m.id, d: x }));
+        else this.send(w, { t: 'r', id: m.id, d });
         return;
       }
       case 'b':
         for (const ev of m.ev) {
           const rt = this.app.runtime(ev[1]);
           if (!rt) continue;
-          if (ev[0] === 'ok') rt.local.connected(ev[2]);
-          else rt.local.closed(ev[2], ev[3], ev[4]);
+          if (ev[0] === 'ok') rt.route.connected(ev[2]);
+          else rt.route.closed(ev[2], ev[3], ev[4]);
         }
         return;
       case 'listening': {

@@ -77,8 +77,20 @@ const frontend = z.strictObject({
     .prefault({}),
   persistence: z
     .strictObject({
-      ttl: duration.default(30 * 60_000),
+      ttl: duration.pipe(z.number().min(1, 'must be more than 0')).default(30 * 60_000),
       max_entries: int(1, 100_000_000).default(1_000_000),
+      /** Write the table to this file every snapshot_interval and at stop; load it at start. */
+      snapshot: z.string().min(1).nullable().default(null),
+      snapshot_interval: duration.pipe(z.number().min(100, 'must be at least 100ms')).default(10_000),
+      /** Frontends naming the same table share it. */
+      table: name.nullable().default(null),
+      /** redis://HOST:PORT/DB: share entries between l4lb instances. */
+      store: z
+        .string()
+        .regex(/^redis:\/\/[^/\s]+(\/\d+)?$/, 'expected redis://HOST:PORT/DB')
+        .nullable()
+        .default(null),
+      on_recovery: z.enum(['stay', 'return']).default('stay'),
     })
     .prefault({}),
   balance: z
@@ -86,6 +98,8 @@ const frontend = z.strictObject({
       /** Unset means: consistent_hash, or round_robin when affinity.key is none. */
       algorithm: z.enum(['consistent_hash', 'round_robin', 'least_conn']).optional(),
       vnodes: int(1, 100_000).default(1000),
+      /** Cap on open connections per backend at placement: factor × average (e.g. 1.25). */
+      bounded_load: z.number().min(1, 'must be at least 1').max(100).nullable().default(null),
     })
     .prefault({}),
   timeouts: z
@@ -136,7 +150,7 @@ export type Algorithm = 'consistent_hash' | 'round_robin' | 'least_conn';
 export type Config = DeepReadonly<Omit<Parsed, 'frontends'>> & { readonly frontends: readonly FrontendConfig[] };
 type ParsedFrontend = Parsed['frontends'][number];
 export type FrontendConfig = DeepReadonly<Omit<ParsedFrontend, 'balance'>> & {
-  readonly balance: { readonly algorithm: Algorithm; readonly vnodes: number };
+  readonly balance: { readonly algorithm: Algorithm; readonly vnodes: number; readonly bounded_load: number | null };
 };
 export type BackendConfig = FrontendConfig['backends'][number];
 export type AffinityKeyKind = FrontendConfig['affinity']['key'];

@@ -50,6 +50,7 @@ export function validate(input: unknown): ValidateResult {
     }
     return { ...fe, balance: { ...fe.balance, algorithm } };
   });
+  errors.push(...sharedTables(frontends));
   if (errors.length > 0) return { ok: false, errors };
   return { ok: true, config: deepFreeze({ ...raw, frontends }) as Config };
 }
@@ -74,6 +75,39 @@ function duplicateNames(input: unknown): ConfigIssue[] {
   const frontends = list(input, 'frontends');
   check(frontends, 'frontends', 'frontend');
   frontends.forEach((fe, i) => check(list(fe, 'backends'), `frontends[${i}].backends`, 'backend'));
+  return out;
+}
+
+/** Frontends sharing a table must agree on how it is kept. */
+function sharedTables(frontends: readonly { name: string; affinity: { key: string }; persistence: Record<string, unknown> & { table: string | null } }[]): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  const first = new Map<string, number>();
+  const same = ['ttl', 'max_entries', 'snapshot', 'snapshot_interval', 'store'] as const;
+  const snapshots = new Map<string, string>();
+  frontends.forEach((fe, i) => {
+    const p = fe.persistence;
+    const tableId = p.table ?? `frontend:${fe.name}`;
+    if (typeof p.snapshot === 'string') {
+      const other = snapshots.get(p.snapshot);
+      if (other !== undefined && other !== tableId) {
+        out.push({ path: `frontends[${i}].persistence.snapshot`, message: `"${p.snapshot}" is also the snapshot of another table; each table needs its own file` });
+      }
+      snapshots.set(p.snapshot, tableId);
+    }
+    if (p.table === null) return;
+    if (fe.affinity.key === 'none') out.push({ path: `frontends[${i}].persistence.table`, message: 'affinity.key "none" keeps no table to share' });
+    const j = first.get(p.table);
+    if (j === undefined) {
+      first.set(p.table, i);
+      return;
+    }
+    const q = frontends[j]!.persistence;
+    for (const k of same) {
+      if (JSON.stringify(p[k]) !== JSON.stringify(q[k])) {
+        out.push({ path: `frontends[${i}].persistence.${k}`, message: `differs from frontends[${j}] (${frontends[j]!.name}), which shares table "${p.table}"` });
+      }
+    }
+  });
   return out;
 }
 

@@ -75,6 +75,16 @@ export class LocalRoute implements RouteClient {
     return { backend: b.name, via: d.via };
   }
 
+  /** The key's connection moves from one backend to another before connecting (the store knew better). */
+  swap(key: string, from: string, to: string): void {
+    const rt = this.rt;
+    const a = rt.backendByName(from);
+    const b = rt.backendByName(to);
+    if (a) a.active--;
+    if (b) b.active++;
+    rt.table?.assign(key, to);
+  }
+
   connected(backend: string): void {
     const i = this.rt.router.index.get(backend);
     if (i !== undefined) this.rt.health.success(this.rt.backends[i]!);

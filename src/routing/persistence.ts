@@ -87,6 +87,12 @@ export class LocalTable implements PersistenceTable {
     else this.lru.set(key, backend);
   }
 
+  /** Put back an entry with what was left of its ttl (snapshots, reloads). */
+  restore(key: string, backend: string, ttlMs: number): void {
+    if (ttlMs <= 0 || this.pinned.has(key)) return;
+    this.lru.set(key, backend, { ttl: Math.min(ttlMs, this.ttlMs) });
+  }
+
   open(key: string): void {
     const p = this.pinned.get(key);
     if (p) {

@@ -25,6 +25,15 @@ export interface Decision {
   readonly write: boolean;
 }
 
+export interface RoutingPolicy {
+  /** balance.bounded_load: the cap factor, or null. */
+  readonly boundedLoad: number | null;
+  /** persistence.on_recovery. */
+  readonly onRecovery: 'stay' | 'return';
+}
+
+const DEFAULT_POLICY: RoutingPolicy = { boundedLoad: null, onRecovery: 'stay' };
+
 export interface RoutingStats {
   hits: number;
   misses: number;
@@ -40,6 +49,7 @@ export class Router {
     readonly members: readonly PoolMember[],
     readonly algorithm: Algorithm,
     vnodes: number,
+    readonly policy: RoutingPolicy = DEFAULT_POLICY,
   ) {
     this.names = members.map((m) => m.name);
     this.index = new Map(this.names.map((n, i) => [n, i]));
@@ -58,7 +68,7 @@ export class Router {
     if (key !== null && table !== null) {
       const name = table.lookup(key);
       const idx = name === undefined ? undefined : this.index.get(name);
-      if (idx !== undefined && view.keeps(idx) && !(this.members[idx]!.backup && this.anyPrimary(view))) {
+      if (idx !== undefined && view.keeps(idx) && !(this.members[idx]!.backup && this.anyPrimary(view)) && !this.returnsHome(idx, hash, view)) {
         this.stats.hits++;
         if (view.hasRoom(idx)) return { backend: idx, via: 'table', point: -1, write: false };
         const p = this.balancer.pick(hash, view, new Set([idx]));
@@ -66,13 +76,44 @@ export class Router {
       }
       this.stats.misses++;
     }
-    const p = this.balancer.pick(hash, view, EMPTY);
+    const p = this.balancer.pick(hash, this.placementView(view), EMPTY) ?? (this.policy.boundedLoad !== null ? this.balancer.pick(hash, view, EMPTY) : null);
     return p && { backend: p.backend, via: 'placed', point: p.point, write: key !== null };
+  }
+
+  /** on_recovery: return — the entry is away from its ring home, and the home takes new keys again. */
+  private returnsHome(idx: number, hash: number, view: BackendView): boolean {
+    if (this.policy.onRecovery !== 'return' || this.algorithm !== 'consistent_hash') return false;
+    const home = this.balancer.pick(hash, view, EMPTY);
+    return home !== null && home.backend !== idx;
+  }
+
+  /**
+   * Bounded load: after placing, no eligible backend may hold more than
+   * ceil(factor × open connections / eligible backends); full ones are walked past.
+   */
+  private placementView(view: BackendView): BackendView {
+    const factor = this.policy.boundedLoad;
+    if (factor === null) return view;
+    let open = 0;
+    let eligible = 0;
+    for (let i = 0; i < this.members.length; i++) {
+      if (!view.acceptsNew(i)) continue;
+      eligible++;
+      open += view.active(i);
+    }
+    if (eligible === 0) return view;
+    const cap = Math.ceil((factor * (open + 1)) / eligible);
+    return {
+      acceptsNew: (i) => view.acceptsNew(i),
+      keeps: (i) => view.keeps(i),
+      hasRoom: (i) => view.hasRoom(i) && view.active(i) + 1 <= cap,
+      active: (i) => view.active(i),
+    };
   }
 
   /** The next backend after the ones in `tried` failed to connect. */
   next(key: string | null, hash: number, view: BackendView, tried: ReadonlySet<number>): Decision | null {
-    const p = this.balancer.pick(hash, view, tried);
+    const p = this.balancer.pick(hash, this.placementView(view), tried) ?? (this.policy.boundedLoad !== null ? this.balancer.pick(hash, view, tried) : null);
     return p && { backend: p.backend, via: 'failover', point: p.point, write: key !== null };
   }
 

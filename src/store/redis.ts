@@ -1,0 +1,183 @@
+/**
+ * A persistence table shared between l4lb instances through Redis. The
+ * local table stays in front as a cache; Redis holds `key → backend` with
+ * the ttl as its expiry. A new key is claimed with SET NX, so instances
+ * racing on one client's first connections agree on one backend; changes
+ * (placements after a failover, deletions) are published so the other
+ * instances' caches follow within milliseconds. While Redis is unreachable,
+ * commands fail at once (no offline queue) and l4lb routes on its own table
+ * and ring; ioredis reconnects with backoff.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { Logger } from '../log.js';
+import type { RetryRequest, RouteClient, Routed } from '../proxy/route.js';
+import type { LocalRoute } from '../proxy/route.js';
+import type { PersistenceTable } from '../routing/persistence.js';
+
+/** No connection waits longer than this for Redis (SPEC §6 allows 2 s). */
+export const STORE_TIMEOUT_MS = 500;
+const INSTANCE = randomBytes(6).toString('hex');
+
+interface Change {
+  k: string;
+  b: string | null;
+  o: string;
+}
+
+export class RedisStore {
+  private readonly cmd: Redis;
+  private readonly sub: Redis;
+  private readonly prefix: string;
+  private readonly channel: string;
+  up = false;
+  errors = 0;
+  private readonly listeners = new Set<(key: string, backend: string | null) => void>();
+
+  constructor(
+    readonly url: string,
+    readonly tableId: string,
+    readonly ttlMs: number,
+    private readonly log: Logger,
+  ) {
+    const opts = {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: STORE_TIMEOUT_MS,
+      connectTimeout: 1000,
+      retryStrategy: (times: number) => Math.min(100 * times, 1000),
+      lazyConnect: false,
+    };
+    this.prefix = `l4lb:${tableId}:`;
+    this.channel = `l4lb:${tableId}`;
+    this.cmd = new Redis(url, opts);
+    this.sub = new Redis(url, { ...opts, commandTimeout: undefined });
+    this.cmd.on('ready', () => {
+      if (!this.up) log.info({ store: url, table: tableId }, 'store connected');
+      this.up = true;
+    });
+    const down = (err?: Error) => {
+      if (this.up) log.warn({ store: url, table: tableId, err: err?.message }, 'store unreachable: routing on the local table');
+      this.up = false;
+    };
+    this.cmd.on('error', (err: Error) => down(err));
+    this.cmd.on('close', () => down());
+    this.sub.on('error', () => {});
+    this.sub.on('ready', () => void this.sub.subscribe(this.channel).catch(() => {}));
+    this.sub.on('message', (_ch: string, text: string) => {
+      let c: Change;
+      try {
+        c = JSON.parse(text) as Change;
+      } catch {
+        return;
+      }
+      if (c.o === INSTANCE || typeof c.k !== 'string') return;
+      for (const l of this.listeners) l(c.k, typeof c.b === 'string' ? c.b : null);
+    });
+  }
+
+  onChange(l: (key: string, backend: string | null) => void): void {
+    this.listeners.add(l);
+  }
+
+  /** SET NX: our backend if we claimed the key, theirs if another instance had, null if Redis did not answer. */
+  async claim(key: string, backend: string): Promise<string | null> {
+    if (!this.up) return null;
+    try {
+      const k = this.prefix + key;
+      const set = await this.cmd.set(k, backend, 'PX', this.ttlMs, 'NX');
+      if (set === 'OK') {
+        this.publish(key, backend);
+        return backend;
+      }
+      const theirs = await this.cmd.get(k);
+      return theirs ?? backend;
+    } catch {
+      this.errors++;
+      return null;
+    }
+  }
+
+  /** Overwrite (a failover, or an entry not eligible here) and tell the others. */
+  set(key: string, backend: string): void {
+    if (!this.up) return;
+    this.cmd.set(this.prefix + key, backend, 'PX', this.ttlMs).then(
+      () => this.publish(key, backend),
+      () => void this.errors++,
+    );
+  }
+
+  /** The key's ttl starts again (a connection opened or closed). */
+  touch(key: string): void {
+    if (!this.up) return;
+    this.cmd.pexpire(this.prefix + key, this.ttlMs).catch(() => void this.errors++);
+  }
+
+  delete(key: string): void {
+    if (!this.up) return;
+    this.cmd.del(this.prefix + key).then(
+      () => this.publish(key, null),
+      () => void this.errors++,
+    );
+  }
+
+  private publish(key: string, backend: string | null): void {
+    const c: Change = { k: key, b: backend, o: INSTANCE };
+    this.cmd.publish(this.channel, JSON.stringify(c)).catch(() => void this.errors++);
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    this.cmd.disconnect();
+    this.sub.disconnect();
+  }
+}
+
+/** LocalRoute in front, the store behind: local hits stay synchronous; misses claim in Redis. */
+export class StoreRoute implements RouteClient {
+  constructor(
+    private readonly local: LocalRoute,
+    private readonly table: PersistenceTable,
+    private readonly store: RedisStore,
+    /** Is this backend name eligible here to keep an existing entry? */
+    private readonly keeps: (backend: string) => boolean,
+  ) {}
+
+  decide(key: string | null, hash: number): Routed | null | Promise<Routed | null> {
+    if (key === null || this.table.lookup(key) !== undefined || !this.store.up) {
+      const d = this.local.decide(key, hash);
+      if (key !== null && d !== null && d.via !== 'table' && d.via !== 'overflow') this.store.set(key, d.backend);
+      return d;
+    }
+    return this.claim(key, hash);
+  }
+
+  private async claim(key: string, hash: number): Promise<Routed | null> {
+    const d = this.local.decide(key, hash); // places, pins, counts
+    if (d === null) return null;
+    const winner = await this.store.claim(key, d.backend);
+    if (winner === null || winner === d.backend) return d;
+    if (!this.keeps(winner)) {
+      this.store.set(key, d.backend); // theirs is not eligible here: ours replaces it
+      return d;
+    }
+    // Another instance placed this key first: follow it.
+    this.local.swap(key, d.backend, winner);
+    return { backend: winner, via: 'table' };
+  }
+
+  retry(key: string | null, hash: number, r: RetryRequest): Routed | null {
+    const d = this.local.retry(key, hash, r);
+    if (key !== null && d !== null && !r.keepEntry) this.store.set(key, d.backend);
+    return d;
+  }
+
+  connected(backend: string): void {
+    this.local.connected(backend);
+  }
+
+  closed(key: string | null, backend: string | null, pinned: boolean): void {
+    this.local.closed(key, backend, pinned);
+    if (key !== null && pinned) this.store.touch(key);
+  }
+}
