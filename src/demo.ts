@@ -85,6 +85,8 @@ async function show(): Promise<void> {
       `  nc -s 127.0.0.3 127.0.0.1 ${FRONTEND_PORT}`,
       `  node bin/l4lb explain -c config/l4lb.yaml --client 127.0.0.2     # where and why`,
       `  node bin/l4lb explain -c config/l4lb.yaml --ring                 # each backend's share`,
+      `  node bin/l4lb status -c config/l4lb.yaml                         # live state and counters`,
+      '  status page: http://127.0.0.1:9100/   (curl 127.0.0.1:9100/persistence/demo for the table)',
       'Ctrl-C stops l4lb and the demo backends.',
       '',
     ].join('\n'),
