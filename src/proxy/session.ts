@@ -52,6 +52,8 @@ export class Session {
   private closed = false;
   /** decide() returned a decision: the key is pinned until closed(). */
   private pinned = false;
+  /** A PROXY header l4lb wrote to the backend: not the client's bytes. */
+  private headerBytes = 0;
   /** The backend this connection counts against (connecting or connected). */
   private holding: string | null = null;
   private openSockets = 1;
@@ -84,7 +86,7 @@ export class Session {
 
   /** Bytes relayed so far: client → backend, backend → client. */
   get bytesIn(): number {
-    return this.backendSock?.bytesWritten ?? 0;
+    return this.backendSock ? this.backendSock.bytesWritten - this.headerBytes : 0;
   }
 
   get bytesOut(): number {
@@ -209,7 +211,9 @@ export class Session {
     const version = b.config.send_proxy ?? this.rt.config.send_proxy;
     if (version !== 'off') {
       const dst = this.init.destination ?? { address: c.localAddress ?? '0.0.0.0', port: c.localPort ?? 0 };
-      sock.write(buildProxyHeader(version, this.init.client, localEndpoint(dst)));
+      const header = buildProxyHeader(version, this.init.client, localEndpoint(dst));
+      this.headerBytes = header.length;
+      sock.write(header);
     }
     sock.pipe(c);
     c.setTimeout(this.rt.config.timeouts.idle, this.onIdle);
@@ -278,7 +282,7 @@ export class Session {
     s?.destroy();
     const rt = this.rt;
     const b = this.backend;
-    const bytesIn = s ? s.bytesWritten : 0;
+    const bytesIn = s ? s.bytesWritten - this.headerBytes : 0;
     const bytesOut = c.bytesWritten;
     rt.stats.active--;
     rt.stats.bytesIn += bytesIn;
