@@ -64,6 +64,11 @@ export class Handshake {
 
   /** Decide at once if nothing needs waiting for (e.g. optional mode with a fast client). */
   start(): void {
+    // A peer that is not a trusted proxy is the client itself: allow/deny apply to it before anything is read.
+    if (!this.trusted && !this.rt.admission.permits(this.client.address)) {
+      this.refuse('denied', 'client address not allowed');
+      return;
+    }
     this.step();
   }
 
@@ -102,11 +107,10 @@ export class Handshake {
       switch (r.kind) {
         case 'need-more':
           if (!final) return;
-          if (fe.accept_proxy === 'required' || this.buf.length > 0) {
-            this.refuse(this.buf.length === 0 && !this.ended ? 'handshake_timeout' : 'bad_proxy_header', 'no complete PROXY header in time');
-            return;
-          }
-          break; // optional, nothing sent: proceed without a header
+          // optional: fewer bytes than a signature (nothing, or an early "\r\n") carry no header: proceed without one
+          if (fe.accept_proxy === 'optional' && signatureOf(this.buf) === 'maybe') break;
+          this.refuse(this.buf.length === 0 && !this.ended ? 'handshake_timeout' : 'bad_proxy_header', 'no complete PROXY header in time');
+          return;
         case 'none':
           if (fe.accept_proxy === 'required') {
             this.refuse('bad_proxy_header', 'PROXY header required');
@@ -133,11 +137,12 @@ export class Handshake {
       }
     } else if (!this.trusted && fe.accept_proxy === 'optional') {
       const sig = signatureOf(this.buf);
-      if (sig === 1 || sig === 2 || (sig === 'maybe' && this.buf.length > 0 && final)) {
+      if (sig === 1 || sig === 2) {
         this.refuse('untrusted_proxy', 'PROXY header from a peer outside trusted_proxies');
         return;
       }
-      if (sig === 'maybe' && this.buf.length > 0) return;
+      // fewer bytes than a signature: wait for more; if none come, they carry no header
+      if (sig === 'maybe' && this.buf.length > 0 && !final) return;
     }
     // phase sni (or no SNI needed)
     if (fe.affinity.key !== 'sni') return this.finish(this.sourceKey(), this.viaProxy ? 'proxy' : 'socket');
