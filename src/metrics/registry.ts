@@ -12,7 +12,7 @@ const BE = ['frontend', 'backend'] as const;
 export class Metrics {
   readonly registry = new Registry();
   private readonly feActive = this.gauge('l4lb_connections_active', 'Open client connections', FE);
-  private readonly feTotal = this.counter('l4lb_connections_total', 'Accepted client connections', FE);
+  private readonly feTotal = this.counter('l4lb_connections_total', 'Accepted client connections, refused ones included', FE);
   private readonly refused = this.counter('l4lb_connections_refused_total', 'Connections refused before relaying, by reason', ['frontend', 'reason']);
   private readonly failed = this.counter('l4lb_connections_failed_total', 'Connections closed without a backend (no_backend, connect_failed)', ['frontend', 'reason']);
   private readonly feBytesIn = this.counter('l4lb_bytes_in_total', 'Bytes client → backend', FE);

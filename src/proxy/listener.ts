@@ -66,11 +66,11 @@ export class Listener {
     }
     const ip = canonicalIp(peer);
     const fe = rt.config;
+    rt.stats.total++; // every accepted socket, refused or not
     if (rt.stats.active >= fe.max_connections) return this.refuse(rt, sock, ip, 'over_limit');
     const trusted = fe.accept_proxy !== 'off' && rt.trusted.has(ip);
     if (fe.accept_proxy === 'required' && !trusted) return this.refuse(rt, sock, ip, 'untrusted_proxy');
     rt.stats.active++;
-    rt.stats.total++;
     const client = { address: ip, port: sock.remotePort ?? 0 };
     if (!trusted && fe.affinity.key !== 'sni') {
       // Nothing to peek at: route now (untrusted peers are not waited for).

@@ -76,6 +76,13 @@ export class RedisStore {
     });
   }
 
+  /**
+   * Keys whose first placement is being claimed, by this table's frontends:
+   * their other connections wait for the outcome rather than follow the
+   * local guess, which the claim may overturn.
+   */
+  readonly claiming = new Map<string, Promise<unknown>>();
+
   onChange(l: (key: string, backend: string | null) => void): void {
     this.listeners.add(l);
   }
@@ -144,12 +151,17 @@ export class StoreRoute implements RouteClient {
   ) {}
 
   decide(key: string | null, hash: number): Routed | null | Promise<Routed | null> {
+    const claiming = key === null ? undefined : this.store.claiming.get(key);
+    if (claiming) return claiming.then(() => this.decide(key, hash));
     if (key === null || this.table.lookup(key) !== undefined || !this.store.up) {
       const d = this.local.decide(key, hash);
       if (key !== null && d !== null && d.via !== 'table' && d.via !== 'overflow') this.store.set(key, d.backend);
       return d;
     }
-    return this.claim(key, hash);
+    const p = this.claim(key, hash);
+    const done = () => void this.store.claiming.delete(key);
+    this.store.claiming.set(key, p.then(done, done)); // waiters run after the delete: they hit the table
+    return p;
   }
 
   private async claim(key: string, hash: number): Promise<Routed | null> {
