@@ -9,7 +9,7 @@ import { AdminServer } from './admin/server.js';
 import type { Config } from './config/schema.js';
 import type { BackendRuntime } from './health/state.js';
 import type { Logger } from './log.js';
-import { Metrics } from './metrics/registry.js';
+import type { Metrics } from './metrics/registry.js';
 import { netDialer, type Dialer } from './proxy/dialer.js';
 import type { RouteClient } from './proxy/route.js';
 import { Listener, type SessionHost } from './proxy/listener.js';
@@ -19,7 +19,7 @@ import { FrontendRuntime } from './runtime.js';
 import type { LocalTable } from './routing/persistence.js';
 import { buildTables, tableId } from './routing/tables.js';
 import { loadSnapshot, saveSnapshot } from './store/snapshot.js';
-import { RedisStore, StoreRoute } from './store/redis.js';
+import type { RedisStore } from './store/redis.js';
 import { VERSION } from './version.js';
 
 export interface AppOptions {
@@ -33,7 +33,8 @@ export interface AppOptions {
 
 export class App implements SessionHost, Control {
   readonly sessions = new Set<Session>();
-  readonly metrics = new Metrics();
+  /** Loaded only with an admin listener: prom-client costs memory nobody else needs. */
+  private metrics: Metrics | null = null;
   private runtimes = new Map<string, FrontendRuntime>();
   /** Persistence tables by tableId(); empty in a worker (the primary holds them). */
   private tables = new Map<string, LocalTable>();
@@ -73,6 +74,8 @@ export class App implements SessionHost, Control {
     if (!this.opts.primary) this.listeners = await this.bindAll(this.config, new Map());
     const a = this.config.admin;
     if (a && !this.isWorker) {
+      const { Metrics } = require('./metrics/registry.js') as typeof import('./metrics/registry.js');
+      this.metrics = new Metrics();
       this.admin = new AdminServer({ host: a.listen.host, port: a.listen.port, token: a.token }, this, this.metrics, this.log);
       try {
         await this.admin.listen();
@@ -105,6 +108,7 @@ export class App implements SessionHost, Control {
         next.set(id, old);
         continue;
       }
+      const { RedisStore } = require('./store/redis.js') as typeof import('./store/redis.js'); // ioredis only when used
       const store = new RedisStore(url, id, fe.persistence.ttl, this.log);
       store.onChange((key, backend) => {
         const t = this.tables.get(id);
@@ -323,12 +327,13 @@ export class App implements SessionHost, Control {
           prev?.get(fe.name),
           this.log,
           this.dialer,
-          (b, seconds, ok) => this.metrics.checkDuration.observe({ frontend: fe.name, backend: b.name, result: ok ? 'pass' : 'fail' }, seconds),
+          (b, seconds, ok) => this.metrics?.checkDuration.observe({ frontend: fe.name, backend: b.name, result: ok ? 'pass' : 'fail' }, seconds),
           this.tables.get(tableId(fe)) ?? null,
         );
         if (this.opts.remoteRoute) rt.route = this.opts.remoteRoute(fe.name);
         const store = this.stores.get(tableId(fe));
         if (store && rt.table) {
+          const { StoreRoute } = require('./store/redis.js') as typeof import('./store/redis.js');
           rt.route = new StoreRoute(rt.local, rt.table, store, (name) => {
             const i = rt.router.index.get(name);
             return i !== undefined && rt.view.keeps(i);

@@ -1,6 +1,5 @@
 /** The pino factory: JSON lines on stdout, or `pretty` for people. */
 import pino, { type Logger, type DestinationStream } from 'pino';
-import pretty from 'pino-pretty';
 
 export type { Logger };
 export type LogFormat = 'json' | 'pretty';
@@ -8,6 +7,6 @@ export type LogFormat = 'json' | 'pretty';
 export function createLogger(level: string, format: LogFormat = 'json', destination?: DestinationStream): Logger {
   const opts = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
   if (destination) return pino(opts, destination);
-  if (format === 'pretty') return pino(opts, pretty({ colorize: process.stdout.isTTY, sync: true, singleLine: true, ignore: 'pid,hostname' }));
+  if (format === 'pretty') return pino(opts, (require('pino-pretty') as typeof import('pino-pretty'))({ colorize: process.stdout.isTTY, sync: true, singleLine: true, ignore: 'pid,hostname' }));
   return pino(opts, pino.destination({ dest: 1, sync: true }));
 }
