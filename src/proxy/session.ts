@@ -269,7 +269,7 @@ export class Session {
     // One side went away without an error: end the other gracefully, so what it still has to send is flushed.
     const other = this.client.destroyed ? this.backendSock : this.client;
     this.reason ??= this.client.destroyed ? 'client_closed' : 'backend_closed';
-    other?.end();
+    if (other && !other.writableEnded) other.end();
   };
 
   private finish(reason: CloseReason): void {
