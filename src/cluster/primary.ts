@@ -59,7 +59,14 @@ export class Primary {
         }
       };
       w.on('message', onApplied);
-      w.on('online', () => this.send(w, { t: 'config', gen: 0, config: this.config }));
+      // Not on 'online': that comes before the worker's main module has run (an
+      // --import in NODE_OPTIONS delays it), and a message sent earlier is lost.
+      const onHello = (m: ToPrimary) => {
+        if (m.t !== 'hello') return;
+        w.removeListener('message', onHello);
+        this.send(w, { t: 'config', gen: 0, config: this.config });
+      };
+      w.on('message', onHello);
       w.on('exit', (code, signal) => {
         this.workers.delete(w);
         for (const a of this.applied.values()) if (a.left.delete(w) && a.left.size === 0) a.done();
@@ -112,6 +119,7 @@ export class Primary {
         if (a.left.size === 0) a.done();
         return;
       }
+      case 'hello':
       case 'ready':
         return;
       default: {

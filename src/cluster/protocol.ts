@@ -11,6 +11,8 @@ export type ToPrimary =
   | { t: 'y'; id: number; fe: string; key: string | null; hash: number; r: RetryRequest }
   | { t: 'b'; ev: RouteEvent[] }
   | { t: 'listening'; fe: string; address: string; port: number }
+  /** The worker listens for messages now: send it its config. */
+  | { t: 'hello' }
   | { t: 'ready' }
   | { t: 'stats'; id: number; s: Status }
   | { t: 'applied'; gen: number; error: string | null };

@@ -102,6 +102,7 @@ export function runWorker(logFormat: LogFormat, logLevel: string | undefined): v
       }
     }
   });
+  ch.send({ t: 'hello' }); // now listening: the primary sends the config
 
   async function apply(gen: number, config: Config): Promise<void> {
     try {
