@@ -287,8 +287,11 @@ export class App implements SessionHost, Control {
     if (which.backend !== undefined) {
       const name = which.backend;
       if (!rt.router.index.has(name)) return { ok: false, error: `no backend "${name}" in frontend "${frontend}"` };
-      return { ok: true, value: t ? t.retain((b) => b !== name) : 0 };
+      const store = this.stores.get(tableId(rt.config));
+      return { ok: true, value: t ? t.retain((b, key) => b !== name || (store?.delete(key), false)) : 0 };
     }
+    const store = this.stores.get(tableId(rt.config));
+    if (store && t) for (const e of t.entries()) store.delete(e.key);
     return { ok: true, value: t ? t.clear() : 0 };
   }
 

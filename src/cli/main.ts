@@ -139,6 +139,19 @@ async function status(o: AdminOpts): Promise<number> {
   return 0;
 }
 
+async function forget(fe: string, o: AdminOpts & { key?: string; backend?: string; all?: boolean }): Promise<number> {
+  const given = [o.key !== undefined, o.backend !== undefined, o.all === true].filter(Boolean).length;
+  if (given !== 1) throw new L4lbError('L4LB_ERR_ARGS', 'forget: give exactly one of --key, --backend, --all');
+  const q = o.key !== undefined ? `?key=${encodeURIComponent(o.key)}` : o.backend !== undefined ? `?backend=${encodeURIComponent(o.backend)}` : '';
+  const r = await call(adminTarget(o), 'DELETE', `/persistence/${encodeURIComponent(fe)}${q}`);
+  if (r.status !== 200) {
+    process.stderr.write(`forget: ${(r.body as { error?: string }).error ?? JSON.stringify(r.body)} (HTTP ${r.status})\n`);
+    return 1;
+  }
+  process.stdout.write(`${fe}: forgot ${(r.body as { deleted: number }).deleted} entries\n`);
+  return 0;
+}
+
 async function setMode(action: AdminAction, target: string, o: AdminOpts): Promise<number> {
   const m = /^([^/]+)\/([^/]+)$/.exec(target);
   if (!m) throw new L4lbError('L4LB_ERR_ARGS', `expected FRONTEND/BACKEND, got "${target}"`);
@@ -209,6 +222,13 @@ export async function main(argv: string[]): Promise<number> {
       result = setMode(action, target, o);
     });
   }
+  adminOpts(program.command('forget <frontend>').description("forget persistence entries: one key, one backend's, or all"))
+    .option('--key <key>', 'one key, e.g. ip:10.1.2.3')
+    .option('--backend <name>', "every entry on this backend")
+    .option('--all', 'every entry of the frontend')
+    .action((fe: string, o: AdminOpts & { key?: string; backend?: string; all?: boolean }) => {
+      result = forget(fe, o);
+    });
   // `l4lb -c FILE` means `l4lb run -c FILE`.
   const args = argv.slice(2);
   const first = args[0];

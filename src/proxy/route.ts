@@ -67,6 +67,13 @@ export class LocalRoute implements RouteClient {
       const i = idx.get(n);
       if (i !== undefined) tried.add(i);
     }
+    // Another connection of this key may have failed over already: follow it, so they all agree.
+    const moved = key !== null && !r.keepEntry ? rt.table?.lookup(key) : undefined;
+    const m = moved === undefined ? undefined : idx.get(moved);
+    if (m !== undefined && !tried.has(m) && rt.view.keeps(m) && rt.view.hasRoom(m)) {
+      rt.backends[m]!.active++;
+      return { backend: moved!, via: 'failover' };
+    }
     const d = rt.router.next(key, hash, rt.view, tried);
     if (d === null) return null;
     const b = rt.backends[d.backend]!;

@@ -26,8 +26,8 @@ export interface PersistenceTable {
   delete(key: string): boolean;
   /** Drop every entry; returns how many. */
   clear(): number;
-  /** Drop the entries of backends `keep` rejects; returns how many. */
-  retain(keep: (backend: string) => boolean): number;
+  /** Drop the entries `keep` rejects; returns how many. */
+  retain(keep: (backend: string, key: string) => boolean): number;
   entries(): IterableIterator<PersistenceEntry>;
   get(key: string): PersistenceEntry | undefined;
   readonly size: number;
@@ -125,10 +125,10 @@ export class LocalTable implements PersistenceTable {
     return n;
   }
 
-  retain(keep: (backend: string) => boolean): number {
+  retain(keep: (backend: string, key: string) => boolean): number {
     let n = 0;
-    for (const [k, p] of this.pinned) if (!keep(p.backend)) (this.pinned.delete(k), n++);
-    for (const [k, b] of this.lru.entries()) if (!keep(b)) (this.lru.delete(k), n++);
+    for (const [k, p] of this.pinned) if (!keep(p.backend, k)) (this.pinned.delete(k), n++);
+    for (const [k, b] of this.lru.entries()) if (!keep(b, k)) (this.lru.delete(k), n++);
     return n;
   }
 
