@@ -145,7 +145,11 @@ export class LocalTable implements PersistenceTable {
     for (const [key, backend] of this.lru.entries()) yield { key, backend, expiresAt: this.expiry(key), connections: 0 };
   }
 
+  /** Wall-clock expiry: the same value however often it is asked (one fixed offset between the two clocks). */
   private expiry(key: string): number {
-    return Math.round(this.wallClock.now() + this.lru.getRemainingTTL(key));
+    this.wallOffset ??= this.wallClock.now() - this.clock.now();
+    return Math.round(this.wallOffset + this.clock.now() + this.lru.getRemainingTTL(key));
   }
+
+  private wallOffset: number | undefined;
 }
