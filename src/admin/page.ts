@@ -24,7 +24,7 @@ function frontend(fe: FrontendStatus): string {
     .map(
       (b) => `<tr class="${esc(b.state)}">
   <td>${esc(b.name)}${b.backup ? ' <small>backup</small>' : ''}</td><td><code>${esc(b.address)}</code></td>
-  <td><span class="state">${esc(b.state)}</span></td><td>${b.weight}</td>
+  <td><span class="state">${esc(b.state)}</span>${b.state !== 'down' && b.health === 'down' ? ' <small>(down)</small>' : ''}</td><td>${b.weight}</td>
   <td>${b.active}</td><td>${b.total}</td><td>${bytes(b.bytes_in)}</td><td>${bytes(b.bytes_out)}</td><td>${b.connect_failures}</td></tr>`,
     )
     .join('\n');
