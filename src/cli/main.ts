@@ -64,6 +64,13 @@ async function run(o: RunOptions): Promise<number> {
   }
   const config = o.config ? loadConfig(o.config) : configFromFlags(o);
   const log = createLogger(o.logLevel ?? config.log.level, o.logFormat);
+  // A bug must not look like a bad config: exit 70 (EX_SOFTWARE), which systemd restarts, not 1.
+  const crash = (what: string) => (err: unknown) => {
+    log.fatal({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, what);
+    process.exit(70);
+  };
+  process.on('uncaughtException', crash('uncaught exception: exiting'));
+  process.on('unhandledRejection', crash('unhandled rejection: exiting'));
   const n = workerCount(config);
   const app: { start(): Promise<void>; reload(c: typeof config): Promise<void>; stop(): Promise<void> } = n > 1 ? new Primary(config, log, n) : new App(config, log);
   try {
