@@ -262,6 +262,7 @@ export class App implements SessionHost, Control {
         no_backend: st.noBackend,
         connect_failed: st.connectFailed,
         persistence: { size: rt.table?.size ?? 0, hits: rt.router.stats.hits, misses: rt.router.stats.misses, evictions: rt.table?.evictions ?? 0 },
+        ...storeStatus(this.stores.get(tableId(rt.config))),
         backends: rt.backends.map((b) => backendStatus(b, liveBackend.get(b))),
       };
     });
@@ -381,6 +382,10 @@ export class App implements SessionHost, Control {
       }
     });
   }
+}
+
+function storeStatus(s: RedisStore | undefined): { store?: FrontendStatus['store'] } {
+  return s ? { store: { url: s.url, up: s.up, errors: s.errors } } : {};
 }
 
 function backendStatus(b: BackendRuntime, live: { in: number; out: number } | undefined): BackendStatus {

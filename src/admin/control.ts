@@ -32,6 +32,8 @@ export interface FrontendStatus {
   no_backend: number;
   connect_failed: number;
   persistence: { size: number; hits: number; misses: number; evictions: number };
+  /** With persistence.store: is Redis reachable, and how many store commands failed. */
+  store?: { url: string; up: boolean; errors: number };
   backends: BackendStatus[];
 }
 

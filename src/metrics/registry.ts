@@ -22,6 +22,8 @@ export class Metrics {
   private readonly misses = this.counter('l4lb_persistence_misses_total', 'Connections placed by the balancer', FE);
   private readonly evictions = this.counter('l4lb_persistence_evictions_total', 'Entries evicted at max_entries', FE);
   private readonly size = this.gauge('l4lb_persistence_entries', 'Persistence table size', FE);
+  private readonly storeUp = this.gauge('l4lb_store_up', '1 while the Redis store is reachable (frontends with persistence.store)', FE);
+  private readonly storeErrors = this.counter('l4lb_store_errors_total', 'Redis store commands that failed or timed out', FE);
   private readonly up = this.gauge('l4lb_backend_up', '1 if the backend is healthy (whatever its admin state)', BE);
   private readonly state = this.gauge('l4lb_backend_state', '1 for the backend\'s current state', ['frontend', 'backend', 'state']);
   private readonly beActive = this.gauge('l4lb_backend_connections_active', 'Open connections per backend', BE);
@@ -51,7 +53,8 @@ export class Metrics {
   }
 
   private update(s: Status): void {
-    for (const m of [this.feActive, this.size, this.up, this.state, this.beActive]) m.reset();
+    for (const m of [this.feActive, this.size, this.up, this.state, this.beActive, this.storeUp]) m.reset();
+    this.storeErrors.reset();
     for (const m of [this.feTotal, this.refused, this.failed, this.feBytesIn, this.feBytesOut, this.failovers, this.hits, this.misses, this.evictions, this.beTotal, this.beBytesIn, this.beBytesOut, this.connectFailures]) m.reset();
     for (const fe of s.frontends) {
       const f = { frontend: fe.name };
@@ -67,6 +70,10 @@ export class Metrics {
       this.misses.inc(f, fe.persistence.misses);
       this.evictions.inc(f, fe.persistence.evictions);
       this.size.set(f, fe.persistence.size);
+      if (fe.store) {
+        this.storeUp.set(f, fe.store.up ? 1 : 0);
+        this.storeErrors.inc(f, fe.store.errors);
+      }
       for (const be of fe.backends) {
         const b = { frontend: fe.name, backend: be.name };
         this.up.set(b, be.health === 'up' ? 1 : 0);

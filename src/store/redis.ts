@@ -38,7 +38,7 @@ export class RedisStore {
     readonly url: string,
     readonly tableId: string,
     readonly ttlMs: number,
-    private readonly log: Logger,
+    log: Logger,
   ) {
     const opts = {
       enableOfflineQueue: false,

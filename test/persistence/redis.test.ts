@@ -179,6 +179,13 @@ t.test('two instances, one Redis', async t => {
       const line = await x.lb.waitForMsg('store unreachable: routing on the local table', {}, { since: m, timeoutMs: 5_000 })
       t.ok(typeof line.level === 'number' && line.level >= 40, 'logged at warn level')
     }
+    const storeOf = async (admin: number) => {
+      const s = (await adminRequest(admin, 'GET', '/status')).json() as { frontends: { name: string; store?: { up: boolean } }[] }
+      return s.frontends.find(f => f.name === 'fe')?.store
+    }
+    t.equal((await storeOf(A.admin))?.up, false, '/status says the store is down')
+    const metrics = (await adminRequest(A.admin, 'GET', '/metrics')).text
+    t.match(metrics, /^l4lb_store_up\{frontend="fe"\} 0$/m, 'l4lb_store_up is 0')
     const moved = await entryOf(A.admin, 'fe', `ip:${early}`)
     // Existing clients keep their backend; new ones are placed; nothing waits on Redis.
     for (const [name, port] of [['A', aFe!], ['B', bFe!]] as const) {
@@ -198,6 +205,7 @@ t.test('two instances, one Redis', async t => {
       await x.lb.waitForMsg('store connected', { table: 'frontend:fe' }, { since: m, timeoutMs: 5_000 })
     }
     t.pass('both instances logged "store connected" again within 5 s')
+    t.equal((await storeOf(A.admin))?.up, true, '/status says the store is up again')
     const b1Seen = bB1.connections
     const placed = await request(aFe!, afterOutage)
     t.not(placed, 'b1', `${afterOutage} placed through A (its b1 refusing): ${placed}`)
