@@ -61,7 +61,13 @@ export class Listener {
     const rt = this.host.runtime(this.frontend);
     const peer = sock.remoteAddress;
     if (!rt || peer === undefined) {
+      // Stopping, or the client reset before we saw it (no peer address left to read).
+      sock.on('error', () => {});
       sock.destroy();
+      if (rt) {
+        rt.stats.total++;
+        rt.log.info({ client: null, key: null, key_source: null, backend: null, bytes_in: 0, bytes_out: 0, duration_ms: 0, reason: 'client_closed' }, 'connection closed');
+      }
       return;
     }
     const ip = canonicalIp(peer);
