@@ -95,10 +95,11 @@ export class Session {
 
   start(): void {
     const c = this.client;
-    c.on('data', this.onEarlyData);
-    c.once('end', this.onEarlyEnd);
-    c.on('error', this.onClientError);
-    c.once('close', this.onSocketClose);
+    (c as Tagged)[SESSION] = this;
+    c.on('data', clientData);
+    c.once('end', clientEarlyEnd);
+    c.on('error', clientError);
+    c.once('close', socketClose);
     const hash = this.rt.router.hash(this.key);
     const first = this.rt.route.decide(this.key, hash);
     if (first === null || first instanceof Promise) void this.begin(first, hash);
@@ -127,7 +128,7 @@ export class Session {
     this.finish(reason);
   }
 
-  private readonly onEarlyData = (chunk: Buffer): void => {
+  onEarlyData(chunk: Buffer): void {
     this.early.push(chunk);
     this.earlyBytes += chunk.length;
     if (this.guard) {
@@ -143,16 +144,16 @@ export class Session {
     }
     if (this.backendSock !== null) this.startRelay();
     else if (this.earlyBytes >= EARLY_BYTES_LIMIT) this.client.pause();
-  };
+  }
 
-  private readonly onEarlyEnd = (): void => {
+  onEarlyEnd(): void {
     this.clientEnded = true;
     // Ended before a whole signature came: nothing left to guard; deliver what there is, and the end.
     if (this.guard) {
       this.guard = false;
       if (this.backendSock !== null) this.startRelay();
     }
-  };
+  }
 
   private async dial(first: Routed, hash: number): Promise<void> {
     const rt = this.rt;
@@ -203,11 +204,12 @@ export class Session {
     const c = this.client;
     this.backend = b;
     this.backendSock = sock;
+    (sock as Tagged)[SESSION] = this;
     b.total++;
     this.openSockets++;
-    sock.on('error', this.onBackendError);
-    sock.once('close', this.onSocketClose);
-    sock.once('end', this.onBackendEnd);
+    sock.on('error', backendError);
+    sock.once('close', socketClose);
+    sock.once('end', backendEnd);
     const version = b.config.send_proxy ?? this.rt.config.send_proxy;
     if (version !== 'off') {
       const dst = this.init.destination ?? { address: c.localAddress ?? '0.0.0.0', port: c.localPort ?? 0 };
@@ -216,7 +218,8 @@ export class Session {
       sock.write(header);
     }
     sock.pipe(c);
-    c.setTimeout(this.rt.config.timeouts.idle, this.onIdle);
+    c.on('timeout', clientIdle);
+    c.setTimeout(this.rt.config.timeouts.idle);
     // Under the untrusted-PROXY guard, nothing goes to the backend before the client's first bytes are checked.
     if (this.guard && !this.clientEnded) c.resume();
     else this.startRelay();
@@ -226,9 +229,9 @@ export class Session {
   private startRelay(): void {
     const c = this.client;
     const sock = this.backendSock!;
-    c.removeListener('data', this.onEarlyData);
-    c.removeListener('end', this.onEarlyEnd);
-    c.once('end', this.onClientEnd);
+    c.removeListener('data', clientData);
+    c.removeListener('end', clientEarlyEnd);
+    c.once('end', clientEnd);
     for (const chunk of this.early) sock.write(chunk);
     this.early = [];
     if (this.clientEnded) {
@@ -239,28 +242,28 @@ export class Session {
     }
   }
 
-  private readonly onClientEnd = (): void => {
+  onClientEnd(): void {
     this.reason ??= 'client_closed';
-  };
+  }
 
-  private readonly onBackendEnd = (): void => {
+  onBackendEnd(): void {
     this.reason ??= 'backend_closed';
-  };
+  }
 
-  private readonly onIdle = (): void => {
+  onIdle(): void {
     this.finish('idle_timeout');
-  };
+  }
 
-  private readonly onClientError = (): void => {
+  onClientError(): void {
     this.finish(this.reason ?? 'client_error');
-  };
+  }
 
-  private readonly onBackendError = (): void => {
+  onBackendError(): void {
     this.finish(this.reason ?? 'backend_error');
-  };
+  }
 
   /** Each socket closes once both its directions are done (or it failed); the pair is done when both have. */
-  private readonly onSocketClose = (): void => {
+  onSocketClose(): void {
     if (--this.openSockets === 0) {
       this.finish(this.reason ?? 'client_closed');
       return;
@@ -270,7 +273,7 @@ export class Session {
     const other = this.client.destroyed ? this.backendSock : this.client;
     this.reason ??= this.client.destroyed ? 'client_closed' : 'backend_closed';
     if (other && !other.writableEnded) other.end();
-  };
+  }
 
   private finish(reason: CloseReason): void {
     if (this.closed) return;
@@ -314,4 +317,34 @@ export class Session {
 /** A socket's local address as an Endpoint (IPv4-mapped IPv6 folded to IPv4). */
 function localEndpoint(e: Endpoint): Endpoint {
   return e.address.startsWith('::ffff:') && e.address.includes('.') ? { address: e.address.slice(7), port: e.port } : e;
+}
+
+// One set of listener functions for every session (no per-connection closures): each finds its
+// session on the socket it is called on.
+const SESSION = Symbol('l4lb.session');
+type Tagged = Socket & { [SESSION]?: Session };
+
+function clientData(this: Tagged, chunk: Buffer): void {
+  this[SESSION]!.onEarlyData(chunk);
+}
+function clientEarlyEnd(this: Tagged): void {
+  this[SESSION]!.onEarlyEnd();
+}
+function clientEnd(this: Tagged): void {
+  this[SESSION]!.onClientEnd();
+}
+function clientError(this: Tagged): void {
+  this[SESSION]!.onClientError();
+}
+function clientIdle(this: Tagged): void {
+  this[SESSION]!.onIdle();
+}
+function backendEnd(this: Tagged): void {
+  this[SESSION]!.onBackendEnd();
+}
+function backendError(this: Tagged): void {
+  this[SESSION]!.onBackendError();
+}
+function socketClose(this: Tagged): void {
+  this[SESSION]!.onSocketClose();
 }

@@ -17,20 +17,10 @@ import {
   type Endpoint,
   type ProxyParse,
 } from '../../src/proxy/proxy-header';
+import { rng } from '../util/random';
 
 // ------------------------------------------------------------ test data
 
-/** A seeded PRNG (mulberry32), so a failing property run can be replayed with PROXY_SEED. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const SEED = Number(process.env.PROXY_SEED ?? Math.floor(Math.random() * 2 ** 31));
 t.comment(`property seed: PROXY_SEED=${SEED}`);
 const rand = rng(SEED);

@@ -8,20 +8,11 @@
 import t from 'tap';
 import ipaddr from 'ipaddr.js';
 import { canonicalIp, sourceIpKey, sniKey } from '../../src/routing/affinity';
+import { rng } from '../util/random';
 
 const FULL = { ipv4_prefix: 32, ipv6_prefix: 128 };
 const OFFICE = { ipv4_prefix: 24, ipv6_prefix: 64 };
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 t.test('source_ip keys', async (t) => {
   const cases: [string, { ipv4_prefix: number; ipv6_prefix: number }, string][] = [

@@ -8,20 +8,10 @@ import t from 'tap';
 import { Ring, MAX_RING_POINTS, type RingMember } from '../../src/routing/ring';
 import { hashKey } from '../../src/routing/hash';
 import { ConsistentHash, type BackendView, type PoolMember } from '../../src/routing/balancer';
+import { rng } from '../util/random';
 
 const MAX = 2 ** 32 - 1;
 
-/** Deterministic PRNG (mulberry32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** `count` random keys, written like the keys l4lb makes (`ip:a.b.c.d`). */
 function randomKeys(count: number, seed: number): string[] {
