@@ -13,6 +13,7 @@ import type { FrontendStatus, Status } from '../admin/control.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { ToPrimary, ToWorker } from './protocol.js';
+import type { Routed } from '../proxy/route.js';
 
 export function workerCount(config: Config): number {
   return config.workers === 'auto' ? availableParallelism() : config.workers;
@@ -69,6 +70,7 @@ export class Primary {
       w.on('message', onHello);
       w.on('exit', (code, signal) => {
         this.workers.delete(w);
+        this.release(w);
         for (const a of this.applied.values()) if (a.left.delete(w) && a.left.size === 0) a.done();
         if (!serving) return reject(new Error(`worker exited during start (code ${code})`));
         if (this.stopping) return;
@@ -76,6 +78,33 @@ export class Primary {
         void this.fork().catch((err: Error) => this.log.error({ err: err.message }, 'could not restart worker'));
       });
     });
+  }
+
+  private readonly held = new Map<Worker, Holdings>();
+
+  private holdings(w: Worker): Holdings {
+    let h = this.held.get(w);
+    if (!h) this.held.set(w, (h = new Holdings()));
+    return h;
+  }
+
+  /** A worker died with connections open: give back their backend counts and key pins. */
+  private release(w: Worker): void {
+    const h = this.held.get(w);
+    this.held.delete(w);
+    if (!h) return;
+    let n = 0;
+    for (const [k, count] of h.backends) {
+      const [fe, backend] = k.split('\0') as [string, string];
+      const rt = this.app.runtime(fe);
+      for (let i = 0; i < count; i++, n++) rt?.local.closed(null, backend, false);
+    }
+    for (const [k, count] of h.pins) {
+      const [fe, key] = k.split('\0') as [string, string];
+      const rt = this.app.runtime(fe);
+      for (let i = 0; i < count; i++) rt?.local.closed(key, null, true);
+    }
+    if (n > 0) this.log.warn({ worker: w.id, connections: n }, 'released the connections of a dead worker');
   }
 
   private send(w: Worker, m: ToWorker): void {
@@ -87,19 +116,28 @@ export class Primary {
       case 'd':
       case 'y': {
         const rt = this.app.runtime(m.fe);
+        const h = this.holdings(w);
+        if (m.t === 'y') h.add(m.fe, m.r.failed, null, -1); // retry() releases the failed backend
         const d = rt ? (m.t === 'd' ? rt.route.decide(m.key, m.hash) : rt.route.retry(m.key, m.hash, m.r)) : null;
-        if (d instanceof Promise) void d.then((x) => this.send(w, { t: 'r', id: m.id, d: x }));
-        else this.send(w, { t: 'r', id: m.id, d });
+        const answer = (x: Routed | null) => {
+          if (x) h.add(m.fe, x.backend, m.t === 'd' ? m.key : null, 1);
+          this.send(w, { t: 'r', id: m.id, d: x });
+        };
+        if (d instanceof Promise) void d.then(answer);
+        else answer(d);
         return;
       }
-      case 'b':
+      case 'b': {
+        const h = this.holdings(w);
         for (const ev of m.ev) {
           const rt = this.app.runtime(ev[1]);
+          if (ev[0] === 'x') h.add(ev[1], ev[3], ev[4] ? ev[2] : null, -1);
           if (!rt) continue;
           if (ev[0] === 'ok') rt.route.connected(ev[2]);
           else rt.route.closed(ev[2], ev[3], ev[4]);
         }
         return;
+      }
       case 'listening': {
         const k = `${m.fe}|${m.address}|${m.port}`;
         if (!this.listening.has(k)) {
@@ -213,4 +251,21 @@ async function probeNewAddresses(current: Config, next: Config): Promise<void> {
       });
     }
   }
+}
+
+/** What one worker's open connections hold in the primary: backend counts and key pins. */
+class Holdings {
+  readonly backends = new Map<string, number>();
+  readonly pins = new Map<string, number>();
+
+  add(fe: string, backend: string | null, pinnedKey: string | null, by: 1 | -1): void {
+    if (backend !== null) bump(this.backends, `${fe}\0${backend}`, by);
+    if (pinnedKey !== null) bump(this.pins, `${fe}\0${pinnedKey}`, by);
+  }
+}
+
+function bump(m: Map<string, number>, k: string, by: number): void {
+  const v = (m.get(k) ?? 0) + by;
+  if (v > 0) m.set(k, v);
+  else m.delete(k);
 }
