@@ -16,10 +16,8 @@ import { Listener, type SessionHost } from './proxy/listener.js';
 import type { Session } from './proxy/session.js';
 import type { PersistenceEntry } from './routing/persistence.js';
 import { FrontendRuntime } from './runtime.js';
-import type { LocalTable } from './routing/persistence.js';
-import { buildTables, tableId } from './routing/tables.js';
-import { loadSnapshot, saveSnapshot } from './store/snapshot.js';
 import type { RedisStore } from './store/redis.js';
+import { PersistenceSet } from './store/persistence-set.js';
 import { VERSION } from './version.js';
 
 export interface AppOptions {
@@ -36,8 +34,8 @@ export class App implements SessionHost, Control {
   /** Loaded only with an admin listener: prom-client costs memory nobody else needs. */
   private metrics: Metrics | null = null;
   private runtimes = new Map<string, FrontendRuntime>();
-  /** Persistence tables by tableId(); empty in a worker (the primary holds them). */
-  private tables = new Map<string, LocalTable>();
+  /** Tables, stores and snapshots; unused in a worker (the primary holds them). */
+  private readonly persistence: PersistenceSet;
   /** Keyed by listenKey(). */
   private listeners = new Map<string, Listener>();
   private admin: AdminServer | null = null;
@@ -49,7 +47,9 @@ export class App implements SessionHost, Control {
     readonly log: Logger,
     readonly dialer: Dialer = netDialer,
     private readonly opts: AppOptions = {},
-  ) {}
+  ) {
+    this.persistence = new PersistenceSet(log);
+  }
 
   private get isWorker(): boolean {
     return this.opts.remoteRoute !== undefined;
@@ -70,7 +70,7 @@ export class App implements SessionHost, Control {
   /** Bind every listen address and the admin listener; throws BindError (nothing left bound) if one fails. */
   async start(): Promise<void> {
     this.runtimes = this.buildRuntimes(this.config);
-    if (!this.isWorker) await this.loadSnapshots();
+    if (!this.isWorker) await this.persistence.load();
     if (!this.opts.primary) this.listeners = await this.bindAll(this.config, new Map());
     const a = this.config.admin;
     if (a && !this.isWorker) {
@@ -90,88 +90,7 @@ export class App implements SessionHost, Control {
   private startChecks(runtimes: ReadonlyMap<string, FrontendRuntime>): void {
     if (this.isWorker) return;
     for (const rt of runtimes.values()) rt.start();
-    this.scheduleSnapshots();
-  }
-
-  private stores = new Map<string, RedisStore>();
-
-  /** One Redis connection pair per shared table with a `store`; kept across reloads while url and ttl stay. */
-  private buildStores(config: Config): void {
-    const next = new Map<string, RedisStore>();
-    for (const fe of config.frontends) {
-      const id = tableId(fe);
-      const url = fe.persistence.store;
-      const table = this.tables.get(id);
-      if (url === null || !table || next.has(id)) continue;
-      const old = this.stores.get(id);
-      if (old && old.url === url && old.ttlMs === fe.persistence.ttl) {
-        next.set(id, old);
-        continue;
-      }
-      const { RedisStore } = require('./store/redis.js') as typeof import('./store/redis.js'); // ioredis only when used
-      const store = new RedisStore(url, id, fe.persistence.ttl, this.log);
-      store.onChange((key, backend) => {
-        const t = this.tables.get(id);
-        if (!t) return;
-        if (backend === null) t.delete(key);
-        else t.assign(key, backend);
-      });
-      next.set(id, store);
-    }
-    for (const [id, s] of this.stores) if (next.get(id) !== s) void s.close();
-    this.stores = next;
-  }
-
-  /** Tables with a snapshot file: id → [path, interval]. */
-  private snapshotTargets(): Map<string, { path: string; interval: number }> {
-    const out = new Map<string, { path: string; interval: number }>();
-    for (const fe of this.config.frontends) {
-      const p = fe.persistence;
-      if (p.snapshot !== null && this.tables.has(tableId(fe))) out.set(tableId(fe), { path: p.snapshot, interval: p.snapshot_interval });
-    }
-    return out;
-  }
-
-  private async loadSnapshots(): Promise<void> {
-    for (const [id, { path }] of this.snapshotTargets()) {
-      const table = this.tables.get(id)!;
-      const names = new Set(this.config.frontends.filter((f) => tableId(f) === id).flatMap((f) => f.backends.map((b) => b.name)));
-      const r = await loadSnapshot(path, table, (b) => names.has(b));
-      if (r.ok) this.log.info({ table: id, path, loaded: r.loaded, skipped: r.skipped }, 'snapshot loaded');
-      else if (r.missing) this.log.info({ table: id, path }, 'no snapshot yet: starting with an empty table');
-      else this.log.warn({ table: id, path, reason: r.reason }, 'snapshot ignored: starting with an empty table');
-    }
-  }
-
-  private snapshotTimers: NodeJS.Timeout[] = [];
-
-  private scheduleSnapshots(): void {
-    for (const t of this.snapshotTimers) clearInterval(t);
-    this.snapshotTimers = [];
-    for (const [id, { path, interval }] of this.snapshotTargets()) {
-      const t = setInterval(() => void this.writeSnapshot(id, path), interval);
-      t.unref();
-      this.snapshotTimers.push(t);
-    }
-  }
-
-  private readonly writing = new Map<string, Promise<void>>();
-
-  /** One write at a time per table; errors are logged, never fatal. */
-  private writeSnapshot(id: string, path: string): Promise<void> {
-    const table = this.tables.get(id);
-    if (!table) return Promise.resolve();
-    const prev = this.writing.get(id) ?? Promise.resolve();
-    const next = prev.then(async () => {
-      try {
-        const n = await saveSnapshot(path, table);
-        if (this.log.isLevelEnabled('debug')) this.log.debug({ table: id, path, entries: n }, 'snapshot written');
-      } catch (err) {
-        this.log.error({ table: id, path, err: (err as Error).message }, 'snapshot write failed');
-      }
-    });
-    this.writing.set(id, next);
-    return next;
+    this.persistence.schedule();
   }
 
   /** Apply a validated config. Throws BindError and keeps the running config if a new address cannot be bound. */
@@ -212,10 +131,8 @@ export class App implements SessionHost, Control {
         for (const s of [...this.sessions]) s.abort('shutdown');
       }
       for (const rt of this.runtimes.values()) for (const b of rt.backends) b.dispose();
-      for (const t of this.snapshotTimers) clearInterval(t);
-      if (!this.isWorker) await Promise.all([...this.snapshotTargets()].map(([id, { path }]) => this.writeSnapshot(id, path)));
+      if (!this.isWorker) await this.persistence.close();
       await this.admin?.close();
-      await Promise.all([...this.stores.values()].map((s) => s.close()));
     })();
     return this.stopping;
   }
@@ -262,7 +179,7 @@ export class App implements SessionHost, Control {
         no_backend: st.noBackend,
         connect_failed: st.connectFailed,
         persistence: { size: rt.table?.size ?? 0, hits: rt.router.stats.hits, misses: rt.router.stats.misses, evictions: rt.table?.evictions ?? 0 },
-        ...storeStatus(this.stores.get(tableId(rt.config))),
+        ...storeStatus(this.persistence.store(rt.config)),
         backends: rt.backends.map((b) => backendStatus(b, liveBackend.get(b))),
       };
     });
@@ -282,16 +199,16 @@ export class App implements SessionHost, Control {
     if (!rt) return { ok: false, error: `no frontend "${frontend}"` };
     const t = rt.table;
     if (which.key !== undefined) {
-      this.stores.get(tableId(rt.config))?.delete(which.key);
+      this.persistence.store(rt.config)?.delete(which.key);
       return t?.delete(which.key) ? { ok: true, value: 1 } : { ok: false, error: `no entry for key "${which.key}" in frontend "${frontend}"` };
     }
     if (which.backend !== undefined) {
       const name = which.backend;
       if (!rt.router.index.has(name)) return { ok: false, error: `no backend "${name}" in frontend "${frontend}"` };
-      const store = this.stores.get(tableId(rt.config));
+      const store = this.persistence.store(rt.config);
       return { ok: true, value: t ? t.retain((b, key) => b !== name || (store?.delete(key), false)) : 0 };
     }
-    const store = this.stores.get(tableId(rt.config));
+    const store = this.persistence.store(rt.config);
     if (store && t) for (const e of t.entries()) store.delete(e.key);
     return { ok: true, value: t ? t.clear() : 0 };
   }
@@ -320,10 +237,7 @@ export class App implements SessionHost, Control {
   // --- internals ----------------------------------------------------------
 
   private buildRuntimes(config: Config, prev?: ReadonlyMap<string, FrontendRuntime>): Map<string, FrontendRuntime> {
-    if (!this.isWorker) {
-      this.tables = buildTables(config.frontends, this.tables);
-      this.buildStores(config);
-    }
+    if (!this.isWorker) this.persistence.apply(config);
     return new Map(
       config.frontends.map((fe) => {
         const rt = FrontendRuntime.build(
@@ -332,10 +246,10 @@ export class App implements SessionHost, Control {
           this.log,
           this.dialer,
           (b, seconds, ok) => this.metrics?.checkDuration.observe({ frontend: fe.name, backend: b.name, result: ok ? 'pass' : 'fail' }, seconds),
-          this.tables.get(tableId(fe)) ?? null,
+          this.isWorker ? null : this.persistence.table(fe),
         );
         if (this.opts.remoteRoute) rt.route = this.opts.remoteRoute(fe.name);
-        const store = this.stores.get(tableId(fe));
+        const store = this.isWorker ? null : this.persistence.store(fe);
         if (store && rt.table) {
           const { StoreRoute } = require('./store/redis.js') as typeof import('./store/redis.js');
           rt.route = new StoreRoute(rt.local, rt.table, store, (name) => {
@@ -371,20 +285,28 @@ export class App implements SessionHost, Control {
     return out;
   }
 
+  private whenEmpty: (() => void) | null = null;
+
+  sessionEnded(s: Session): void {
+    this.sessions.delete(s);
+    if (this.sessions.size === 0) this.whenEmpty?.();
+  }
+
+  /** Resolves when the last open session ends, or after graceMs. */
   private drained(graceMs: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(finish, graceMs);
-      const poll = setInterval(() => this.sessions.size === 0 && finish(), 50);
-      function finish() {
+      const finish = () => {
         clearTimeout(timer);
-        clearInterval(poll);
+        this.whenEmpty = null;
         resolve();
-      }
+      };
+      const timer = setTimeout(finish, graceMs);
+      this.whenEmpty = finish;
     });
   }
 }
 
-function storeStatus(s: RedisStore | undefined): { store?: FrontendStatus['store'] } {
+function storeStatus(s: RedisStore | null): { store?: FrontendStatus['store'] } {
   return s ? { store: { url: s.url, up: s.up, errors: s.errors } } : {};
 }
 

@@ -17,6 +17,8 @@ export interface SessionHost {
   runtime(frontend: string): FrontendRuntime | undefined;
   readonly dialer: Dialer;
   readonly sessions: Set<Session>;
+  /** A session is over (it has already logged its close line). */
+  sessionEnded(s: Session): void;
 }
 
 export class Listener {
@@ -106,9 +108,9 @@ export class Listener {
   }
 
   private startSession(rt: FrontendRuntime, sock: Socket, init: SessionInit): void {
-    const sessions = this.host.sessions;
-    const s = new Session(rt, sock, init, this.host.dialer, (done) => sessions.delete(done));
-    sessions.add(s);
+    const host = this.host;
+    const s = new Session(rt, sock, init, host.dialer, (done) => host.sessionEnded(done));
+    host.sessions.add(s);
     s.start();
   }
 
