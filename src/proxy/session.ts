@@ -7,6 +7,7 @@
 import type { Socket } from 'node:net';
 import type { BackendRuntime } from '../health/state.js';
 import type { Routed } from './route.js';
+import { UNHASHED } from '../routing/router.js';
 import type { FrontendRuntime } from '../runtime.js';
 import { ConnectError, type Dialer } from './dialer.js';
 import { buildProxyHeader, signatureOf, type Endpoint } from './proxy-header.js';
@@ -100,7 +101,7 @@ export class Session {
     c.once('end', clientEarlyEnd);
     c.on('error', clientError);
     c.once('close', socketClose);
-    const hash = this.rt.router.hash(this.key);
+    const hash = UNHASHED; // the router hashes the key only if it must walk the ring
     const first = this.rt.route.decide(this.key, hash);
     if (first === null || first instanceof Promise) void this.begin(first, hash);
     else void this.dial(first, hash);

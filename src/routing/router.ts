@@ -60,22 +60,34 @@ export class Router {
     return key === null ? 0 : hashKey(key);
   }
 
+  /** The hash only when on_recovery: return will walk the ring for this hit. */
+  private resolveIf(key: string | null, hash: number): number {
+    return this.policy.onRecovery === 'return' && this.algorithm === 'consistent_hash' ? this.resolve(key, hash) : hash;
+  }
+
+  /** `hash` is the key's hash, or UNHASHED: then it is computed here, only if a ring walk needs it. */
+  private resolve(key: string | null, hash: number): number {
+    return hash === UNHASHED ? this.hash(key) : hash;
+  }
+
   /**
    * First decision for a connection. `table` is null when affinity is none.
    * Returns null when no backend is eligible.
    */
   decide(key: string | null, hash: number, table: PersistenceTable | null, view: BackendView): Decision | null {
+    // A table hit (the common case) needs no hash; it is computed at the first ring walk.
     if (key !== null && table !== null) {
       const name = table.lookup(key);
       const idx = name === undefined ? undefined : this.index.get(name);
-      if (idx !== undefined && view.keeps(idx) && !(this.members[idx]!.backup && this.anyPrimary(view)) && !this.returnsHome(idx, hash, view)) {
+      if (idx !== undefined && view.keeps(idx) && !(this.members[idx]!.backup && this.anyPrimary(view)) && !this.returnsHome(idx, (hash = this.resolveIf(key, hash)), view)) {
         this.stats.hits++;
         if (view.hasRoom(idx)) return { backend: idx, via: 'table', point: -1, write: false };
-        const p = this.balancer.pick(hash, view, new Set([idx]));
+        const p = this.balancer.pick(this.resolve(key, hash), view, new Set([idx]));
         return p && { backend: p.backend, via: 'overflow', point: p.point, write: false };
       }
       this.stats.misses++;
     }
+    hash = this.resolve(key, hash);
     const p = this.balancer.pick(hash, this.placementView(view), EMPTY) ?? (this.policy.boundedLoad !== null ? this.balancer.pick(hash, view, EMPTY) : null);
     return p && { backend: p.backend, via: 'placed', point: p.point, write: key !== null };
   }
@@ -113,6 +125,7 @@ export class Router {
 
   /** The next backend after the ones in `tried` failed to connect. */
   next(key: string | null, hash: number, view: BackendView, tried: ReadonlySet<number>): Decision | null {
+    hash = this.resolve(key, hash);
     const p = this.balancer.pick(hash, this.placementView(view), tried) ?? (this.policy.boundedLoad !== null ? this.balancer.pick(hash, view, tried) : null);
     return p && { backend: p.backend, via: 'failover', point: p.point, write: key !== null };
   }
@@ -123,3 +136,6 @@ export class Router {
 }
 
 const EMPTY: ReadonlySet<number> = new Set();
+
+/** "Not computed yet": hashes are 0 .. 2^32-1. */
+export const UNHASHED = -1;
