@@ -116,6 +116,7 @@ export function runWorker(logFormat: LogFormat, logLevel: string | undefined): v
         ch.send({ t: 'ready' });
       } else {
         await app.reload(config);
+        if (logLevel === undefined) app.log.level = config.log.level;
       }
       ch.send({ t: 'applied', gen, error: null });
     } catch (err) {
