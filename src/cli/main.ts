@@ -89,8 +89,8 @@ async function run(o: RunOptions): Promise<number> {
       try {
         const next = loadConfig(o.config);
         await app.reload(next);
+        log.info({ config: o.config }, 'reloaded'); // under the level in force when SIGHUP came
         if (o.logLevel === undefined) log.level = next.log.level; // --log-level wins over the file
-        log.info({ config: o.config }, 'reloaded');
       } catch (err) {
         const errors = err instanceof ConfigError ? err.issues.map((i) => `${i.path}: ${i.message}`) : [(err as Error).message];
         log.error({ config: o.config, errors }, 'reload failed');
