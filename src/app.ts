@@ -59,14 +59,6 @@ export class App implements SessionHost, Control {
     return this.stopping ? undefined : this.runtimes.get(frontend);
   }
 
-  get frontends(): readonly FrontendRuntime[] {
-    return [...this.runtimes.values()];
-  }
-
-  get adminPort(): number | null {
-    return this.admin?.port ?? null;
-  }
-
   /** Bind every listen address and the admin listener; throws BindError (nothing left bound) if one fails. */
   async start(): Promise<void> {
     this.runtimes = this.buildRuntimes(this.config);

@@ -2,9 +2,7 @@
 export type L4lbErrorCode =
   | 'L4LB_ERR_CONFIG'
   | 'L4LB_ERR_ARGS'
-  | 'L4LB_ERR_BIND'
-  | 'L4LB_ERR_PROXY_HEADER'
-  | 'L4LB_ERR_NO_BACKEND';
+  | 'L4LB_ERR_BIND';
 
 export class L4lbError extends Error {
   constructor(readonly code: L4lbErrorCode, message: string) {

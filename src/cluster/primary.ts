@@ -118,7 +118,7 @@ export class Primary {
         const rt = this.app.runtime(m.fe);
         const h = this.holdings(w);
         if (m.t === 'y') h.add(m.fe, m.r.failed, null, -1); // retry() releases the failed backend
-        const d = rt ? (m.t === 'd' ? rt.route.decide(m.key, m.hash) : rt.route.retry(m.key, m.hash, m.r)) : null;
+        const d = rt ? (m.t === 'd' ? rt.route.decide(m.key) : rt.route.retry(m.key, m.r)) : null;
         const answer = (x: Routed | null) => {
           if (x) h.add(m.fe, x.backend, m.t === 'd' ? m.key : null, 1);
           this.send(w, { t: 'r', id: m.id, d: x });

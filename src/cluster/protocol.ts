@@ -7,8 +7,8 @@ import type { RetryRequest, Routed } from '../proxy/route.js';
 export type RouteEvent = ['ok', string, string] | ['x', string, string | null, string | null, boolean];
 
 export type ToPrimary =
-  | { t: 'd'; id: number; fe: string; key: string | null; hash: number }
-  | { t: 'y'; id: number; fe: string; key: string | null; hash: number; r: RetryRequest }
+  | { t: 'd'; id: number; fe: string; key: string | null }
+  | { t: 'y'; id: number; fe: string; key: string | null; r: RetryRequest }
   | { t: 'b'; ev: RouteEvent[] }
   | { t: 'listening'; fe: string; address: string; port: number }
   /** The worker listens for messages now: send it its config. */

@@ -20,7 +20,7 @@ class Channel {
     if (process.connected) process.send!(m);
   }
 
-  request(m: { t: 'd'; fe: string; key: string | null; hash: number } | { t: 'y'; fe: string; key: string | null; hash: number; r: RetryRequest }): Promise<Routed | null> {
+  request(m: { t: 'd'; fe: string; key: string | null } | { t: 'y'; fe: string; key: string | null; r: RetryRequest }): Promise<Routed | null> {
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
@@ -53,12 +53,12 @@ class RemoteRoute implements RouteClient {
     private readonly ch: Channel,
   ) {}
 
-  decide(key: string | null, hash: number): Promise<Routed | null> {
-    return this.ch.request({ t: 'd', fe: this.fe, key, hash });
+  decide(key: string | null): Promise<Routed | null> {
+    return this.ch.request({ t: 'd', fe: this.fe, key });
   }
 
-  retry(key: string | null, hash: number, r: RetryRequest): Promise<Routed | null> {
-    return this.ch.request({ t: 'y', fe: this.fe, key, hash, r });
+  retry(key: string | null, r: RetryRequest): Promise<Routed | null> {
+    return this.ch.request({ t: 'y', fe: this.fe, key, r });
   }
 
   connected(backend: string): void {

@@ -9,7 +9,7 @@
  * open, and counts the chosen backend as busy; `closed` undoes the pin and
  * the count. Backends are named, so a reload in between cannot mix them up.
  */
-import type { Decision } from '../routing/router.js';
+import { UNHASHED, type Decision } from '../routing/router.js';
 import type { FrontendRuntime } from '../runtime.js';
 
 export interface Routed {
@@ -28,8 +28,8 @@ export interface RetryRequest {
 }
 
 export interface RouteClient {
-  decide(key: string | null, hash: number): Routed | null | Promise<Routed | null>;
-  retry(key: string | null, hash: number, r: RetryRequest): Routed | null | Promise<Routed | null>;
+  decide(key: string | null): Routed | null | Promise<Routed | null>;
+  retry(key: string | null, r: RetryRequest): Routed | null | Promise<Routed | null>;
   connected(backend: string): void;
   /** The connection is over. `backend` is the one it held (null if none); `pinned`: decide returned a decision. */
   closed(key: string | null, backend: string | null, pinned: boolean): void;
@@ -39,9 +39,9 @@ export interface RouteClient {
 export class LocalRoute implements RouteClient {
   constructor(private readonly rt: FrontendRuntime) {}
 
-  decide(key: string | null, hash: number): Routed | null {
+  decide(key: string | null): Routed | null {
     const rt = this.rt;
-    const d = rt.router.decide(key, hash, rt.table, rt.view);
+    const d = rt.router.decide(key, UNHASHED, rt.table, rt.view);
     if (d === null) return null;
     const b = rt.backends[d.backend]!;
     b.active++;
@@ -52,7 +52,7 @@ export class LocalRoute implements RouteClient {
     return { backend: b.name, via: d.via };
   }
 
-  retry(key: string | null, hash: number, r: RetryRequest): Routed | null {
+  retry(key: string | null, r: RetryRequest): Routed | null {
     const rt = this.rt;
     const idx = rt.router.index;
     const failed = idx.get(r.failed);
@@ -74,7 +74,7 @@ export class LocalRoute implements RouteClient {
       rt.backends[m]!.active++;
       return { backend: moved!, via: 'failover' };
     }
-    const d = rt.router.next(key, hash, rt.view, tried);
+    const d = rt.router.next(key, UNHASHED, rt.view, tried);
     if (d === null) return null;
     const b = rt.backends[d.backend]!;
     b.active++;

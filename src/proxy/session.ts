@@ -7,7 +7,6 @@
 import type { Socket } from 'node:net';
 import type { BackendRuntime } from '../health/state.js';
 import type { Routed } from './route.js';
-import { UNHASHED } from '../routing/router.js';
 import type { FrontendRuntime } from '../runtime.js';
 import { ConnectError, type Dialer } from './dialer.js';
 import { buildProxyHeader, signatureOf, type Endpoint } from './proxy-header.js';
@@ -101,14 +100,13 @@ export class Session {
     c.once('end', clientEarlyEnd);
     c.on('error', clientError);
     c.once('close', socketClose);
-    const hash = UNHASHED; // the router hashes the key only if it must walk the ring
-    const first = this.rt.route.decide(this.key, hash);
-    if (first === null || first instanceof Promise) void this.begin(first, hash);
-    else void this.dial(first, hash);
+    const first = this.rt.route.decide(this.key);
+    if (first === null || first instanceof Promise) void this.begin(first);
+    else void this.dial(first);
   }
 
   /** The remote (worker) path: wait for the primary's decision. */
-  private async begin(pending: Promise<Routed | null> | null, hash: number): Promise<void> {
+  private async begin(pending: Promise<Routed | null> | null): Promise<void> {
     const first = await pending;
     if (first === null) {
       this.rt.stats.noBackend++;
@@ -121,7 +119,7 @@ export class Session {
       this.pinned = false;
       return;
     }
-    await this.dial(first, hash);
+    await this.dial(first);
   }
 
   /** Stop now (shutdown grace ran out). */
@@ -156,7 +154,7 @@ export class Session {
     }
   }
 
-  private async dial(first: Routed, hash: number): Promise<void> {
+  private async dial(first: Routed): Promise<void> {
     const rt = this.rt;
     const route = rt.route;
     this.pinned = true;
@@ -182,7 +180,7 @@ export class Session {
         if (this.closed) return; // finish() already released this backend
         const why = err instanceof ConnectError ? err.reason : 'error';
         this.holding = null;
-        const next = route.retry(this.key, hash, { failed: name, why, tried, wantNext: attempt < rt.config.retries, keepEntry });
+        const next = route.retry(this.key, { failed: name, why, tried, wantNext: attempt < rt.config.retries, keepEntry });
         d = next instanceof Promise ? await next : next;
         if (rt.log.isLevelEnabled('debug')) rt.log.debug({ client: this.init.client.address, backend: name, why, next: d?.backend ?? null }, 'connect failed');
         if (d !== null) {

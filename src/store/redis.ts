@@ -150,22 +150,22 @@ export class StoreRoute implements RouteClient {
     private readonly keeps: (backend: string) => boolean,
   ) {}
 
-  decide(key: string | null, hash: number): Routed | null | Promise<Routed | null> {
+  decide(key: string | null): Routed | null | Promise<Routed | null> {
     const claiming = key === null ? undefined : this.store.claiming.get(key);
-    if (claiming) return claiming.then(() => this.decide(key, hash));
+    if (claiming) return claiming.then(() => this.decide(key));
     if (key === null || this.table.lookup(key) !== undefined || !this.store.up) {
-      const d = this.local.decide(key, hash);
+      const d = this.local.decide(key);
       if (key !== null && d !== null && d.via !== 'table' && d.via !== 'overflow') this.store.set(key, d.backend);
       return d;
     }
-    const p = this.claim(key, hash);
+    const p = this.claim(key);
     const done = () => void this.store.claiming.delete(key);
     this.store.claiming.set(key, p.then(done, done)); // waiters run after the delete: they hit the table
     return p;
   }
 
-  private async claim(key: string, hash: number): Promise<Routed | null> {
-    const d = this.local.decide(key, hash); // places, pins, counts
+  private async claim(key: string): Promise<Routed | null> {
+    const d = this.local.decide(key); // places, pins, counts
     if (d === null) return null;
     const winner = await this.store.claim(key, d.backend);
     if (winner === null || winner === d.backend) return d;
@@ -178,8 +178,8 @@ export class StoreRoute implements RouteClient {
     return { backend: winner, via: 'table' };
   }
 
-  retry(key: string | null, hash: number, r: RetryRequest): Routed | null {
-    const d = this.local.retry(key, hash, r);
+  retry(key: string | null, r: RetryRequest): Routed | null {
+    const d = this.local.retry(key, r);
     if (key !== null && d !== null && !r.keepEntry) this.store.set(key, d.backend);
     return d;
   }
