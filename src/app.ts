@@ -80,6 +80,7 @@ export class App implements SessionHost, Control {
   }
 
   private startChecks(runtimes: ReadonlyMap<string, FrontendRuntime>): void {
+    this.scheduleSweep();
     if (this.isWorker) return;
     for (const rt of runtimes.values()) rt.start();
     this.persistence.schedule();
@@ -122,6 +123,7 @@ export class App implements SessionHost, Control {
         await this.drained(this.config.shutdown_grace);
         for (const s of [...this.sessions]) s.abort('shutdown');
       }
+      if (this.sweeper) clearInterval(this.sweeper);
       for (const rt of this.runtimes.values()) for (const b of rt.backends) b.dispose();
       if (!this.isWorker) await this.persistence.close();
       await this.admin?.close();
@@ -278,6 +280,26 @@ export class App implements SessionHost, Control {
   }
 
   private whenEmpty: (() => void) | null = null;
+  private sweeper: NodeJS.Timeout | null = null;
+
+  /**
+   * Idle timeouts: one timer for every connection, ticking at a quarter of the shortest timeouts.idle
+   * (between 50 ms and 1 s), instead of a timer per socket re-armed on every chunk. A pair closes between
+   * idle and idle + 2 ticks after its last byte; never before.
+   */
+  private scheduleSweep(): void {
+    if (this.opts.primary) return; // workers hold the connections
+    const idle = Math.min(...this.config.frontends.map((fe) => fe.timeouts.idle).filter((ms) => ms > 0));
+    const tick = Number.isFinite(idle) ? Math.min(1000, Math.max(50, Math.floor(idle / 4))) : 1000;
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = setInterval(() => this.sweep(), tick);
+    this.sweeper.unref();
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    for (const s of this.sessions) s.sweep(now);
+  }
 
   sessionEnded(s: Session): void {
     this.sessions.delete(s);

@@ -11,15 +11,25 @@ export class ConnectError extends Error {
   }
 }
 
+/** Node's `onread` for a socket: reads land in `buffer`, `callback` (this: the socket) gets them, no stream events. */
+export interface OnRead {
+  readonly buffer: Uint8Array;
+  readonly callback: (this: Socket, bytes: number, buf: Uint8Array) => boolean;
+}
+
+/** Set on a socket a dialer connected with the `onread` it was given (a dialer may ignore it). */
+export const READS_TO_CALLBACK = Symbol('l4lb.readsToCallback');
+
 export interface Dialer {
-  /** A connected socket, or a ConnectError. */
-  connect(addr: HostPort, timeoutMs: number): Promise<Socket>;
+  /** A connected socket, or a ConnectError. With `onread`, its reads may go to that callback (see READS_TO_CALLBACK). */
+  connect(addr: HostPort, timeoutMs: number, onread?: OnRead): Promise<Socket>;
 }
 
 export const netDialer: Dialer = {
-  connect(addr, timeoutMs) {
+  connect(addr, timeoutMs, onread) {
     return new Promise((resolve, reject) => {
-      const sock = connect({ host: addr.host, port: addr.port, allowHalfOpen: true, noDelay: true });
+      const sock = connect({ host: addr.host, port: addr.port, allowHalfOpen: true, noDelay: true, ...(onread ? { onread } : {}) });
+      if (onread) (sock as Socket & { [READS_TO_CALLBACK]?: boolean })[READS_TO_CALLBACK] = true;
       const fail = (err: ConnectError) => {
         sock.destroy();
         reject(err);

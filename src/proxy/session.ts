@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import type { BackendRuntime } from '../health/state.js';
 import type { Routed } from './route.js';
 import type { FrontendRuntime } from '../runtime.js';
-import { ConnectError, type Dialer } from './dialer.js';
+import { ConnectError, READS_TO_CALLBACK, type Dialer, type OnRead } from './dialer.js';
 import { buildProxyHeader, signatureOf, type Endpoint } from './proxy-header.js';
 
 export const EARLY_BYTES_LIMIT = 64 * 1024;
@@ -59,6 +59,12 @@ export class Session {
   private openSockets = 1;
   private guard: boolean;
   private readonly key: string | null;
+  /** timeouts.idle once relaying (0: none, or not relaying yet); the client's byte count at the last sweep, and since when it stood still. */
+  private idleMs = 0;
+  private seen = 0;
+  private quietSince = 0;
+  /** The backend's reads come to onBackendData (the dialer honoured BACKEND_READS), not through pipe(). */
+  private direct = false;
 
   constructor(
     private readonly rt: FrontendRuntime,
@@ -168,7 +174,7 @@ export class Session {
       const b = rt.backendByName(name);
       try {
         if (!b) throw new ConnectError('error', `backend ${name} left the config`);
-        const sock = await this.dialer.connect(b.config.address, rt.config.timeouts.connect);
+        const sock = await this.dialer.connect(b.config.address, rt.config.timeouts.connect, BACKEND_READS);
         if (this.closed) {
           sock.destroy();
           return;
@@ -216,9 +222,18 @@ export class Session {
       this.headerBytes = header.length;
       sock.write(header);
     }
-    sock.pipe(c);
-    c.on('timeout', clientIdle);
-    c.setTimeout(this.rt.config.timeouts.idle);
+    if ((sock as Tagged)[READS_TO_CALLBACK]) {
+      // backend → client without the stream machinery: reads land in one shared buffer (see backendRead).
+      this.direct = true;
+      const before = (sock as Tagged)[EARLY_READS];
+      if (before) for (const chunk of before) c.write(chunk);
+      (sock as Tagged)[EARLY_READS] = undefined;
+    } else {
+      sock.pipe(c);
+    }
+    // Idle: no timer per socket (a socket timer is re-armed on every chunk); App.sweep() looks at the byte counts.
+    this.idleMs = this.rt.config.timeouts.idle;
+    this.quietSince = performance.now();
     // Under the untrusted-PROXY guard, nothing goes to the backend before the client's first bytes are checked.
     if (this.guard && !this.clientEnded) c.resume();
     else this.startRelay();
@@ -247,10 +262,37 @@ export class Session {
 
   onBackendEnd(): void {
     this.reason ??= 'backend_closed';
+    const c = this.client;
+    if (this.direct && !c.destroyed && !c.writableEnded) c.end(); // what pipe() would do: FIN after the last bytes
   }
 
-  onIdle(): void {
-    this.finish('idle_timeout');
+  /** A backend read (direct mode): false stops reading until the client drains. */
+  onBackendData(chunk: Buffer): boolean {
+    const c = this.client;
+    if (c.destroyed) return true; // the pair is closing: finish() destroys the backend too
+    if (c.write(chunk)) return true;
+    c.once('drain', clientDrain);
+    return false;
+  }
+
+  onClientDrain(): void {
+    if (!this.closed) this.backendSock?.resume();
+  }
+
+  /**
+   * Called every sweep tick (App): closes the pair once the client's bytes, read or written, have not moved
+   * for timeouts.idle. Never early: a change is dated at the tick that sees it, which is after the bytes moved.
+   */
+  sweep(now: number): void {
+    if (this.idleMs === 0 || this.closed) return;
+    const c = this.client;
+    const seen = c.bytesRead + c.bytesWritten;
+    if (seen !== this.seen) {
+      this.seen = seen;
+      this.quietSince = now;
+    } else if (now - this.quietSince >= this.idleMs) {
+      this.finish('idle_timeout');
+    }
   }
 
   onClientError(): void {
@@ -321,7 +363,32 @@ function localEndpoint(e: Endpoint): Endpoint {
 // One set of listener functions for every session (no per-connection closures): each finds its
 // session on the socket it is called on.
 const SESSION = Symbol('l4lb.session');
-type Tagged = Socket & { [SESSION]?: Session };
+/** Backend bytes read before the session attached the socket (copies). */
+const EARLY_READS = Symbol('l4lb.earlyReads');
+type Tagged = Socket & { [SESSION]?: Session; [READS_TO_CALLBACK]?: boolean; [EARLY_READS]?: Buffer[] | undefined };
+
+/**
+ * Backend reads (Node's `onread`): every backend socket reads into this one buffer, and each read is
+ * copied out before the next can land there (a write may keep referring to what it was given until the
+ * kernel takes it). For request/response traffic this skips the Readable/pipe machinery per chunk; see
+ * bench/NOTES.md for what it saves.
+ */
+const SHARED_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+function backendRead(this: Tagged, bytes: number, buf: Uint8Array): boolean {
+  const chunk = Buffer.allocUnsafe(bytes);
+  chunk.set(buf.subarray(0, bytes));
+  const s = this[SESSION];
+  if (s !== undefined) return s.onBackendData(chunk);
+  (this[EARLY_READS] ??= []).push(chunk);
+  return true;
+}
+
+const BACKEND_READS: OnRead = { buffer: SHARED_READ_BUFFER, callback: backendRead as OnRead['callback'] };
+
+function clientDrain(this: Tagged): void {
+  this[SESSION]!.onClientDrain();
+}
 
 function clientData(this: Tagged, chunk: Buffer): void {
   this[SESSION]!.onEarlyData(chunk);
@@ -334,9 +401,6 @@ function clientEnd(this: Tagged): void {
 }
 function clientError(this: Tagged): void {
   this[SESSION]!.onClientError();
-}
-function clientIdle(this: Tagged): void {
-  this[SESSION]!.onIdle();
 }
 function backendEnd(this: Tagged): void {
   this[SESSION]!.onBackendEnd();

@@ -28,7 +28,15 @@ export function sourceIpKey(address: string, opts: AffinityOptions): string {
   const v6 = ip.includes(':');
   const bits = v6 ? opts.ipv6_prefix : opts.ipv4_prefix;
   if (bits === (v6 ? 128 : 32)) return `ip:${ip}`;
-  return `ip:${maskedNetwork(ip, bits)}/${bits}`;
+  return `ip:${v6 ? maskedNetwork(ip, bits) : maskedV4(ip, bits)}/${bits}`;
+}
+
+/** An IPv4 network in dotted form, masked in a 32-bit integer (ip is canonical dotted). */
+function maskedV4(ip: string, bits: number): string {
+  const [a, b, c, d] = ip.split('.').map(Number) as [number, number, number, number];
+  const mask = bits === 0 ? 0 : ~0 << (32 - bits);
+  const n = (((a << 24) | (b << 16) | (c << 8) | d) & mask) >>> 0;
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
 function maskedNetwork(ip: string, bits: number): string {
