@@ -108,33 +108,55 @@ export class Primary {
   }
 
   private send(w: Worker, m: ToWorker): void {
-    if (w.isConnected()) w.send(m);
+    if (w.isConnected()) w.send(m, undefined, undefined, ignore); // a dead worker's 'exit' handles it
+  }
+
+  private readonly answers = new Map<Worker, Array<[number, Routed | null]>>();
+
+  /** Answers go back one message per worker per event-loop turn. */
+  private answer(w: Worker, id: number, d: Routed | null): void {
+    let a = this.answers.get(w);
+    if (a) {
+      a.push([id, d]);
+      return;
+    }
+    this.answers.set(w, (a = [[id, d]]));
+    setImmediate(() => {
+      this.answers.delete(w);
+      this.send(w, { t: 'r', a });
+    });
   }
 
   private onMessage(w: Worker, m: ToPrimary): void {
     switch (m.t) {
-      case 'd':
-      case 'y': {
-        const rt = this.app.runtime(m.fe);
-        const h = this.holdings(w);
-        if (m.t === 'y') h.add(m.fe, m.r.failed, null, -1); // retry() releases the failed backend
-        const d = rt ? (m.t === 'd' ? rt.route.decide(m.key) : rt.route.retry(m.key, m.r)) : null;
-        const answer = (x: Routed | null) => {
-          if (x) h.add(m.fe, x.backend, m.t === 'd' ? m.key : null, 1);
-          this.send(w, { t: 'r', id: m.id, d: x });
-        };
-        if (d instanceof Promise) void d.then(answer);
-        else answer(d);
-        return;
-      }
       case 'b': {
         const h = this.holdings(w);
-        for (const ev of m.ev) {
-          const rt = this.app.runtime(ev[1]);
-          if (ev[0] === 'x') h.add(ev[1], ev[3], ev[4] ? ev[2] : null, -1);
-          if (!rt) continue;
-          if (ev[0] === 'ok') rt.route.connected(ev[2]);
-          else rt.route.closed(ev[2], ev[3], ev[4]);
+        for (const op of m.ops) {
+          switch (op[0]) {
+            case 'd':
+            case 'y': {
+              const [kind, id, fe, key] = op;
+              const rt = this.app.runtime(fe);
+              if (kind === 'y') h.add(fe, op[4].failed, null, -1); // retry() releases the failed backend
+              const d = rt ? (kind === 'd' ? rt.route.decide(key) : rt.route.retry(key, op[4])) : null;
+              const answer = (x: Routed | null) => {
+                if (x) h.add(fe, x.backend, kind === 'd' ? key : null, 1);
+                this.answer(w, id, x);
+              };
+              if (d instanceof Promise) void d.then(answer);
+              else answer(d);
+              break;
+            }
+            case 'ok':
+              this.app.runtime(op[1])?.route.connected(op[2]);
+              break;
+            case 'x': {
+              const [, fe, key, backend, pinned] = op;
+              h.add(fe, backend, pinned ? key : null, -1);
+              this.app.runtime(fe)?.route.closed(key, backend, pinned);
+              break;
+            }
+          }
         }
         return;
       }
@@ -263,6 +285,8 @@ class Holdings {
     if (pinnedKey !== null) bump(this.pins, `${fe}\0${pinnedKey}`, by);
   }
 }
+
+function ignore(): void {}
 
 function bump(m: Map<string, number>, k: string, by: number): void {
   const v = (m.get(k) ?? 0) + by;

@@ -3,13 +3,18 @@ import type { Status } from '../admin/control.js';
 import type { Config } from '../config/schema.js';
 import type { RetryRequest, Routed } from '../proxy/route.js';
 
-/** One-way events, batched: ['ok', frontend, backend] | ['x', frontend, key, backend, pinned]. */
-export type RouteEvent = ['ok', string, string] | ['x', string, string | null, string | null, boolean];
+/**
+ * What a worker asks and tells the primary, in order, batched per event-loop turn: decide (id, frontend,
+ * key), retry (id, frontend, key, request), connected (frontend, backend), closed (frontend, key, backend, pinned).
+ */
+export type RouteOp =
+  | ['d', number, string, string | null]
+  | ['y', number, string, string | null, RetryRequest]
+  | ['ok', string, string]
+  | ['x', string, string | null, string | null, boolean];
 
 export type ToPrimary =
-  | { t: 'd'; id: number; fe: string; key: string | null }
-  | { t: 'y'; id: number; fe: string; key: string | null; r: RetryRequest }
-  | { t: 'b'; ev: RouteEvent[] }
+  | { t: 'b'; ops: RouteOp[] }
   | { t: 'listening'; fe: string; address: string; port: number }
   /** The worker listens for messages now: send it its config. */
   | { t: 'hello' }
@@ -19,6 +24,7 @@ export type ToPrimary =
 
 export type ToWorker =
   | { t: 'config'; gen: number; config: Config }
-  | { t: 'r'; id: number; d: Routed | null }
+  /** Answers to decide/retry, batched: [id, decision]. */
+  | { t: 'r'; a: Array<[number, Routed | null]> }
   | { t: 'stats?'; id: number }
   | { t: 'stop' };

@@ -8,44 +8,71 @@ import { App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type LogFormat } from '../log.js';
 import type { RetryRequest, RouteClient, Routed } from '../proxy/route.js';
-import type { RouteEvent, ToPrimary, ToWorker } from './protocol.js';
+import type { RouteOp, ToPrimary, ToWorker } from './protocol.js';
 
+/**
+ * The worker's end of the IPC channel. Requests and events go out in order, one message per event-loop
+ * turn (connections accepted in one turn cost one write to the primary, not one each).
+ */
 class Channel {
   private nextId = 1;
   private readonly pending = new Map<number, (d: Routed | null) => void>();
-  private batch: RouteEvent[] = [];
+  private batch: RouteOp[] = [];
   private scheduled = false;
 
   send(m: ToPrimary): void {
-    if (process.connected) process.send!(m);
+    // A failed send means the primary is gone: 'disconnect' stops this worker (no unhandled 'error').
+    if (process.connected) process.send!(m, undefined, undefined, ignore);
   }
 
-  request(m: { t: 'd'; fe: string; key: string | null } | { t: 'y'; fe: string; key: string | null; r: RetryRequest }): Promise<Routed | null> {
+  decide(fe: string, key: string | null): Promise<Routed | null> {
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.send({ ...m, id } as ToPrimary);
+      this.post(['d', id, fe, key]);
     });
   }
 
-  answer(id: number, d: Routed | null): void {
-    const r = this.pending.get(id);
-    this.pending.delete(id);
-    r?.(d);
+  retry(fe: string, key: string | null, r: RetryRequest): Promise<Routed | null> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.post(['y', id, fe, key, r]);
+    });
   }
 
-  post(ev: RouteEvent): void {
-    this.batch.push(ev);
+  answer(a: Array<[number, Routed | null]>): void {
+    for (const [id, d] of a) {
+      const r = this.pending.get(id);
+      this.pending.delete(id);
+      r?.(d);
+    }
+  }
+
+  post(op: RouteOp): void {
+    this.batch.push(op);
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      const ev = this.batch;
-      this.batch = [];
-      this.send({ t: 'b', ev });
-    });
+    setImmediate(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const ops = this.batch;
+    this.batch = [];
+    if (ops.length > 0) this.send({ t: 'b', ops });
+  };
+
+  /** Send what is batched now and resolve once it is written (before exiting: the primary's counts stay right). */
+  flushed(): Promise<void> {
+    if (this.batch.length === 0 || !process.connected) return Promise.resolve();
+    const ops = this.batch;
+    this.batch = [];
+    return new Promise((resolve) => process.send!({ t: 'b', ops } satisfies ToPrimary, undefined, undefined, () => resolve()));
   }
 }
+
+function ignore(): void {}
 
 class RemoteRoute implements RouteClient {
   constructor(
@@ -54,11 +81,11 @@ class RemoteRoute implements RouteClient {
   ) {}
 
   decide(key: string | null): Promise<Routed | null> {
-    return this.ch.request({ t: 'd', fe: this.fe, key });
+    return this.ch.decide(this.fe, key);
   }
 
   retry(key: string | null, r: RetryRequest): Promise<Routed | null> {
-    return this.ch.request({ t: 'y', fe: this.fe, key, r });
+    return this.ch.retry(this.fe, key, r);
   }
 
   connected(backend: string): void {
@@ -77,7 +104,9 @@ export function runWorker(logFormat: LogFormat, logLevel: string | undefined): v
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    void (app ? app.stop() : Promise.resolve()).then(() => process.exit(0));
+    void (app ? app.stop() : Promise.resolve())
+      .then(() => ch.flushed())
+      .then(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
@@ -85,7 +114,7 @@ export function runWorker(logFormat: LogFormat, logLevel: string | undefined): v
   process.on('message', (m: ToWorker) => {
     switch (m.t) {
       case 'r':
-        ch.answer(m.id, m.d);
+        ch.answer(m.a);
         return;
       case 'config':
         void apply(m.gen, m.config);
