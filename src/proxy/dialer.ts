@@ -27,24 +27,50 @@ export interface Dialer {
 
 export const netDialer: Dialer = {
   connect(addr, timeoutMs, onread) {
+    const sock: Dialing = connect({ host: addr.host, port: addr.port, allowHalfOpen: true, noDelay: true, ...(onread ? { onread } : {}) });
+    if (onread) sock[READS_TO_CALLBACK] = true;
+    sock.setTimeout(timeoutMs);
+    sock.on('timeout', dialTimeout);
+    sock.on('error', dialError);
+    sock.on('connect', dialConnected);
     return new Promise((resolve, reject) => {
-      const sock = connect({ host: addr.host, port: addr.port, allowHalfOpen: true, noDelay: true, ...(onread ? { onread } : {}) });
-      if (onread) (sock as Socket & { [READS_TO_CALLBACK]?: boolean })[READS_TO_CALLBACK] = true;
-      const fail = (err: ConnectError) => {
-        sock.destroy();
-        reject(err);
-      };
-      sock.setTimeout(timeoutMs, () => fail(new ConnectError('timeout', `connect timeout after ${timeoutMs}ms`)));
-      sock.once('error', (err: NodeJS.ErrnoException) => {
-        const reason = err.code === 'ECONNREFUSED' ? 'refused' : err.code === 'ECONNRESET' ? 'reset' : 'error';
-        fail(new ConnectError(reason, err.code ?? err.message));
-      });
-      sock.once('connect', () => {
-        sock.setTimeout(0);
-        sock.removeAllListeners('error');
-        sock.removeAllListeners('timeout');
-        resolve(sock);
-      });
+      sock[PENDING] = { resolve, reject, timeoutMs };
     });
   },
 };
+
+// Shared listener functions (no closures per connection); the promise's ends ride on the socket.
+interface Pending {
+  resolve(s: Socket): void;
+  reject(e: ConnectError): void;
+  timeoutMs: number;
+}
+const PENDING = Symbol('l4lb.dialing');
+type Dialing = Socket & { [PENDING]?: Pending | undefined; [READS_TO_CALLBACK]?: boolean };
+
+function settle(sock: Dialing): Pending | undefined {
+  const p = sock[PENDING];
+  sock[PENDING] = undefined;
+  sock.removeListener('timeout', dialTimeout);
+  sock.removeListener('error', dialError);
+  sock.removeListener('connect', dialConnected);
+  return p;
+}
+
+function dialConnected(this: Dialing): void {
+  this.setTimeout(0);
+  settle(this)?.resolve(this);
+}
+
+function dialTimeout(this: Dialing): void {
+  const p = settle(this);
+  this.destroy();
+  p?.reject(new ConnectError('timeout', `connect timeout after ${p.timeoutMs}ms`));
+}
+
+function dialError(this: Dialing, err: NodeJS.ErrnoException): void {
+  const p = settle(this);
+  this.destroy();
+  const reason = err.code === 'ECONNREFUSED' ? 'refused' : err.code === 'ECONNRESET' ? 'reset' : 'error';
+  p?.reject(new ConnectError(reason, err.code ?? err.message));
+}
