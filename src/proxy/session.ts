@@ -45,6 +45,8 @@ export class Session {
   private backendSock: Socket | null = null;
   private backend: BackendRuntime | null = null;
   private early: Buffer[] = [];
+  /** client → backend is paused until the backend drains. */
+  private waitingDrain = false;
   private earlyBytes = 0;
   private clientEnded = false;
   private reason: CloseReason | null = null;
@@ -250,14 +252,31 @@ export class Session {
     this.early = [];
     if (this.clientEnded) {
       this.onClientEnd();
-      sock.end();
     } else {
-      c.pipe(sock);
+      // What pipe() does, with shared listener functions instead of pipe's closures per connection.
+      c.on('data', clientRelayData);
+      c.resume(); // it may have been paused at the early-bytes limit
     }
   }
 
+  onClientData(chunk: Buffer): void {
+    const sock = this.backendSock!;
+    if (sock.write(chunk) || this.waitingDrain) return;
+    this.waitingDrain = true;
+    this.client.pause();
+    sock.once('drain', backendDrain);
+  }
+
+  onBackendDrain(): void {
+    this.waitingDrain = false;
+    if (!this.closed) this.client.resume();
+  }
+
+  /** The client's FIN: pass it on once what it sent is written. */
   onClientEnd(): void {
     this.reason ??= 'client_closed';
+    const sock = this.backendSock;
+    if (sock && !sock.destroyed && !sock.writableEnded) sock.end();
   }
 
   onBackendEnd(): void {
@@ -395,6 +414,12 @@ function clientData(this: Tagged, chunk: Buffer): void {
 }
 function clientEarlyEnd(this: Tagged): void {
   this[SESSION]!.onEarlyEnd();
+}
+function clientRelayData(this: Tagged, chunk: Buffer): void {
+  this[SESSION]!.onClientData(chunk);
+}
+function backendDrain(this: Tagged): void {
+  this[SESSION]!.onBackendDrain();
 }
 function clientEnd(this: Tagged): void {
   this[SESSION]!.onClientEnd();
