@@ -60,7 +60,8 @@ export class LocalTable implements PersistenceTable {
       ttlAutopurge: false,
       updateAgeOnGet: false,
       ttlResolution: 0,
-      perf: clock,
+      // One reading for both halves of expiry() (the clock and the remaining ttl), so it is the same every time.
+      perf: { now: () => this.frozenNow ?? clock.now() },
       dispose: (_v, _k, reason) => {
         if (reason === 'evict') this.evicted++;
       },
@@ -148,8 +149,15 @@ export class LocalTable implements PersistenceTable {
   /** Wall-clock expiry: the same value however often it is asked (one fixed offset between the two clocks). */
   private expiry(key: string): number {
     this.wallOffset ??= this.wallClock.now() - this.clock.now();
-    return Math.round(this.wallOffset + this.clock.now() + this.lru.getRemainingTTL(key));
+    const now = (this.frozenNow = this.clock.now());
+    try {
+      return Math.round(this.wallOffset + now + this.lru.getRemainingTTL(key));
+    } finally {
+      this.frozenNow = undefined;
+    }
   }
+
+  private frozenNow: number | undefined;
 
   private wallOffset: number | undefined;
 }
