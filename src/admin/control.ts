@@ -23,6 +23,10 @@ export interface BackendStatus {
 export interface FrontendStatus {
   name: string;
   listen: string[];
+  /** The pools it routes to. */
+  pools: string[];
+  /** Its routes in order (absent for a frontend without routes): `match` as text, e.g. `sni *.pg.example.com`. */
+  routes?: { name: string | null; match: string; pool: string }[];
   active: number;
   total: number;
   refused: Record<string, number>;
@@ -31,9 +35,33 @@ export interface FrontendStatus {
   failovers: number;
   no_backend: number;
   connect_failed: number;
-  persistence: { size: number; hits: number; misses: number; evictions: number };
-  /** With persistence.store: is Redis reachable, and how many store commands failed. */
-  store?: { url: string; up: boolean; errors: number };
+  /** For a frontend sending every connection to one pool: that pool's (§4); else zeros. */
+  persistence: PersistenceFigures;
+  store?: StoreStatus;
+  /** For a frontend sending every connection to one pool: that pool's backends (§4); else empty. */
+  backends: BackendStatus[];
+}
+
+export interface PersistenceFigures {
+  size: number;
+  hits: number;
+  misses: number;
+  evictions: number;
+}
+
+/** With persistence.store: is Redis reachable, and how many store commands failed. */
+export interface StoreStatus {
+  url: string;
+  up: boolean;
+  errors: number;
+}
+
+export interface PoolStatus {
+  name: string;
+  /** A §3 frontend's own backends (named after the frontend). */
+  implicit: boolean;
+  persistence: PersistenceFigures;
+  store?: StoreStatus;
   backends: BackendStatus[];
 }
 
@@ -41,6 +69,7 @@ export interface Status {
   version: string;
   uptime_s: number;
   frontends: FrontendStatus[];
+  pools: PoolStatus[];
 }
 
 export type AdminAction = 'drain' | 'disable' | 'enable';
@@ -50,8 +79,9 @@ export type Lookup<T> = { ok: true; value: T } | { ok: false; error: string };
 export interface Control {
   accepting(): boolean;
   status(): Status | Promise<Status>;
-  entries(frontend: string, key?: string): Lookup<PersistenceEntry[]>;
+  /** `pool`: a pool's name, or a frontend's that sends every connection to one pool. */
+  entries(pool: string, key?: string): Lookup<PersistenceEntry[]>;
   /** Forget one key, every key of one backend, or everything; returns how many. */
-  forget(frontend: string, which: { key?: string; backend?: string }): Lookup<number>;
-  setMode(frontend: string, backend: string, action: AdminAction): Lookup<BackendStatus>;
+  forget(pool: string, which: { key?: string; backend?: string }): Lookup<number>;
+  setMode(pool: string, backend: string, action: AdminAction): Lookup<BackendStatus>;
 }

@@ -2,7 +2,7 @@
  * The status page at GET /: server-rendered, self-contained (no other hosts,
  * no scripts needed), refreshing itself every few seconds.
  */
-import type { FrontendStatus, Status } from './control.js';
+import type { BackendStatus, FrontendStatus, PoolStatus, Status } from './control.js';
 
 const esc = (s: string | number) =>
   String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -18,9 +18,8 @@ function ratio(h: number, m: number): string {
   return h + m === 0 ? '–' : `${((100 * h) / (h + m)).toFixed(1)}%`;
 }
 
-function frontend(fe: FrontendStatus): string {
-  const refused = Object.values(fe.refused).reduce((a, b) => a + b, 0);
-  const rows = fe.backends
+function backendRows(backends: readonly BackendStatus[]): string {
+  return backends
     .map(
       (b) => `<tr class="${esc(b.state)}">
   <td>${esc(b.name)}${b.backup ? ' <small>backup</small>' : ''}</td><td><code>${esc(b.address)}</code></td>
@@ -28,18 +27,39 @@ function frontend(fe: FrontendStatus): string {
   <td>${b.active}</td><td>${b.total}</td><td>${bytes(b.bytes_in)}</td><td>${bytes(b.bytes_out)}</td><td>${b.connect_failures}</td></tr>`,
     )
     .join('\n');
-  return `<section>
-<h2>${esc(fe.name)} <small>${fe.listen.map((l) => `<code>${esc(l)}</code>`).join(' ')}</small></h2>
+}
+
+/** A frontend: where it listens, its counters, and where its connections go. */
+function frontend(fe: FrontendStatus): string {
+  const refused = Object.values(fe.refused).reduce((a, b) => a + b, 0);
+  const routes = fe.routes ?? [];
+  const target =
+    routes.length === 0
+      ? `<p class="routes">every connection → pool <b>${esc(fe.pools[0] ?? '-')}</b></p>`
+      : `<ol class="routes" start="0">${routes.map((r) => `<li>${r.name !== null ? `<b>${esc(r.name)}</b>: ` : ''}${esc(r.match)} → pool <b>${esc(r.pool)}</b></li>`).join('')}</ol>`;
+  return `<div class="frontend card">
+<h2>${esc(fe.name)} <small>frontend ${fe.listen.map((l) => `<code>${esc(l)}</code>`).join(' ')}</small></h2>
 <div class="figures">
   <div><b>${fe.active}</b> open</div><div><b>${fe.total}</b> total</div><div><b>${refused}</b> refused</div>
   <div><b>${fe.failovers}</b> failovers</div><div><b>${fe.connect_failed + fe.no_backend}</b> failed</div>
   <div><b>${bytes(fe.bytes_in)}</b> in</div><div><b>${bytes(fe.bytes_out)}</b> out</div>
-  <div><b>${fe.persistence.size}</b> persistence entries</div><div><b>${ratio(fe.persistence.hits, fe.persistence.misses)}</b> hit ratio</div>
+</div>
+${target}
+</div>`;
+}
+
+/** A pool: its backends with state and counters, and its persistence table. */
+function pool(p: PoolStatus, from: readonly string[]): string {
+  return `<section>
+<h2>${esc(p.name)} <small>pool${from.length > 0 ? ` · from ${from.map((f) => esc(f)).join(', ')}` : ''}</small></h2>
+<div class="figures">
+  <div><b>${p.persistence.size}</b> persistence entries</div><div><b>${ratio(p.persistence.hits, p.persistence.misses)}</b> hit ratio</div>
+  ${p.store ? `<div><b>${p.store.up ? 'up' : 'DOWN'}</b> store <code>${esc(p.store.url)}</code></div>` : ''}
 </div>
 <table>
 <thead><tr><th>backend</th><th>address</th><th>state</th><th>weight</th><th>open</th><th>total</th><th>in</th><th>out</th><th>connect failures</th></tr></thead>
 <tbody>
-${rows}
+${backendRows(p.backends)}
 </tbody>
 </table>
 </section>`;
@@ -54,7 +74,7 @@ export function statusPage(s: Status, refreshSeconds = 2): string {
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d2330;background:#f6f7f9}
 h1{font-size:1.3rem;margin:0 0 .2rem}h2{font-size:1.1rem;margin:0 0 .5rem}small{color:#667;font-weight:normal}
-section{background:#fff;border:1px solid #dde;border-radius:8px;padding:1rem;margin:1rem 0}
+section,.card{background:#fff;border:1px solid #dde;border-radius:8px;padding:1rem;margin:1rem 0}.frontend{background:#fbfcfe}.routes{margin:.3rem 0 0}
 .figures{display:flex;flex-wrap:wrap;gap:.4rem 1.4rem;margin-bottom:.7rem}.figures b{font-size:1.05rem}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #eef}
 td:nth-child(n+4){text-align:right}th:nth-child(n+4){text-align:right}
@@ -65,6 +85,7 @@ tr.down td{background:#fdecea}code{font-size:.9em}
 <body>
 <h1>l4lb <small>${esc(s.version)} · up ${Math.floor(s.uptime_s)} s · refreshes every ${refreshSeconds} s</small></h1>
 ${s.frontends.map(frontend).join('\n')}
+${s.pools.map((p) => pool(p, s.frontends.filter((f) => f.pools.includes(p.name)).map((f) => f.name))).join('\n')}
 </body></html>
 `;
 }

@@ -15,7 +15,7 @@ import { createLogger, type LogFormat } from '../log.js';
 import { VERSION } from '../version.js';
 import type { AdminAction, Status } from '../admin/control.js';
 import { adminTarget, call, formatStatus } from './admin-client.js';
-import { explainClient, explainRing, formatClient, formatRing, pickFrontend } from './explain.js';
+import { explainClient, explainRing, formatClient, formatRing } from './explain.js';
 
 
 interface RunOptions {
@@ -116,17 +116,33 @@ function check(file: string): number {
   return 0;
 }
 
-function explain(o: { config: string; client?: string; sni?: string; frontend?: string; ring?: boolean; json?: boolean }): number {
+interface ExplainOptions {
+  config: string;
+  client?: string;
+  sni?: string;
+  alpn?: string[];
+  port?: string;
+  frontend?: string;
+  pool?: string;
+  ring?: boolean;
+  json?: boolean;
+}
+
+function explain(o: ExplainOptions): number {
   const config = loadConfig(o.config);
-  const fe = pickFrontend(config, o.frontend);
   if (o.ring) {
-    const r = explainRing(fe);
-    const out = o.json ? JSON.stringify({ frontend: r.frontend, backends: r.backends.map((b) => ({ name: b.name, share: b.share })), points: r.points }) : formatRing(r);
+    const r = explainRing(config, o.pool, o.frontend);
+    const out = o.json ? JSON.stringify({ frontend: r.frontend, pool: r.pool, backends: r.backends.map((b) => ({ name: b.name, share: b.share })), points: r.points }) : formatRing(r);
     process.stdout.write(out + '\n');
     return 0;
   }
   if (!o.client) throw new L4lbError('L4LB_ERR_ARGS', '--client: required (or --ring)');
-  const e = explainClient(fe, o.client, o.sni);
+  let port: number | undefined;
+  if (o.port !== undefined) {
+    port = Number(o.port);
+    if (!/^\d{1,5}$/.test(o.port) || port < 1 || port > 65535) throw new L4lbError('L4LB_ERR_ARGS', `--port: "${o.port}" is not a port (1..65535)`);
+  }
+  const e = explainClient(config, { client: o.client, ...(o.sni !== undefined ? { sni: o.sni } : {}), ...(o.alpn ? { alpn: o.alpn } : {}), ...(port !== undefined ? { port } : {}) }, o.frontend);
   process.stdout.write((o.json ? JSON.stringify(e) : formatClient(e)) + '\n');
   return 0;
 }
@@ -162,7 +178,7 @@ async function forget(fe: string, o: AdminOpts & { key?: string; backend?: strin
 
 async function setMode(action: AdminAction, target: string, o: AdminOpts): Promise<number> {
   const m = /^([^/]+)\/([^/]+)$/.exec(target);
-  if (!m) throw new L4lbError('L4LB_ERR_ARGS', `expected FRONTEND/BACKEND, got "${target}"`);
+  if (!m) throw new L4lbError('L4LB_ERR_ARGS', `expected POOL/BACKEND, got "${target}"`);
   const r = await call(adminTarget(o), 'POST', `/backends/${encodeURIComponent(m[1]!)}/${encodeURIComponent(m[2]!)}/${action}`);
   if (r.status !== 200) {
     process.stderr.write(`${action} ${target}: ${(r.body as { error?: string }).error ?? JSON.stringify(r.body)} (HTTP ${r.status})\n`);
@@ -208,7 +224,10 @@ export async function main(argv: string[]): Promise<number> {
     .requiredOption('-c, --config <file>', 'config file')
     .option('--client <ip>', 'client address')
     .option('--sni <name>', 'TLS server name the client sends')
+    .option('--alpn <protocol>', 'an ALPN protocol the client offers (repeatable)', collect)
+    .option('--port <port>', 'the port the client connects to (destination_port routes)')
     .option('--frontend <name>', 'frontend (default: the first)')
+    .option('--pool <name>', 'with --ring: the pool (default: the frontend\'s, when it has one)')
     .option('--ring', "print each backend's exact share of the ring")
     .option('--json', 'machine-readable output')
     .action((o) => {
@@ -230,10 +249,10 @@ export async function main(argv: string[]): Promise<number> {
       result = setMode(action, target, o);
     });
   }
-  adminOpts(program.command('forget <frontend>').description("forget persistence entries: one key, one backend's, or all"))
+  adminOpts(program.command('forget <pool>').description("forget persistence entries: one key, one backend's, or all"))
     .option('--key <key>', 'one key, e.g. ip:10.1.2.3')
     .option('--backend <name>', "every entry on this backend")
-    .option('--all', 'every entry of the frontend')
+    .option('--all', 'every entry of the pool')
     .action((fe: string, o: AdminOpts & { key?: string; backend?: string; all?: boolean }) => {
       result = forget(fe, o);
     });

@@ -8,12 +8,12 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
-import { App } from '../app.js';
-import type { FrontendStatus, Status } from '../admin/control.js';
+import { App, withPoolViews } from '../app.js';
+import type { FrontendStatus, PoolStatus, Status } from '../admin/control.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import type { ToPrimary, ToWorker } from './protocol.js';
-import type { Routed } from '../proxy/route.js';
+import type { Lease } from '../placement/lease.js';
+import type { Granted, ToPrimary, ToWorker } from './protocol.js';
 
 export function workerCount(config: Config): number {
   return config.workers === 'auto' ? availableParallelism() : config.workers;
@@ -80,47 +80,39 @@ export class Primary {
     });
   }
 
-  private readonly held = new Map<Worker, Holdings>();
+  /** Each worker's open connections, as the leases the primary holds for them (by the worker's lease id). */
+  private readonly held = new Map<Worker, Map<number, Lease>>();
 
-  private holdings(w: Worker): Holdings {
+  private leases(w: Worker): Map<number, Lease> {
     let h = this.held.get(w);
-    if (!h) this.held.set(w, (h = new Holdings()));
+    if (!h) this.held.set(w, (h = new Map()));
     return h;
   }
 
-  /** A worker died with connections open: give back their backend counts and key pins. */
+  /** A worker died with connections open: give back their leases (backend counts and key pins). */
   private release(w: Worker): void {
     const h = this.held.get(w);
     this.held.delete(w);
     if (!h) return;
-    let n = 0;
-    for (const [k, count] of h.backends) {
-      const [fe, backend] = k.split('\0') as [string, string];
-      const rt = this.app.runtime(fe);
-      for (let i = 0; i < count; i++, n++) rt?.local.closed(null, backend, false);
-    }
-    for (const [k, count] of h.pins) {
-      const [fe, key] = k.split('\0') as [string, string];
-      const rt = this.app.runtime(fe);
-      for (let i = 0; i < count; i++) rt?.local.closed(key, null, true);
-    }
-    if (n > 0) this.log.warn({ worker: w.id, connections: n }, 'released the connections of a dead worker');
+    for (const lease of h.values()) lease.release();
+    if (h.size > 0) this.log.warn({ worker: w.id, connections: h.size }, 'released the connections of a dead worker');
   }
 
   private send(w: Worker, m: ToWorker): void {
     if (w.isConnected()) w.send(m, undefined, undefined, ignore); // a dead worker's 'exit' handles it
   }
 
-  private readonly answers = new Map<Worker, Array<[number, Routed | null]>>();
+  private readonly answers = new Map<Worker, Array<[number, Granted | null]>>();
 
   /** Answers go back one message per worker per event-loop turn. */
-  private answer(w: Worker, id: number, d: Routed | null): void {
+  private answer(w: Worker, id: number, lease: Lease | null): void {
+    const g: Granted | null = lease === null ? null : { backend: lease.backend, via: lease.via };
     let a = this.answers.get(w);
     if (a) {
-      a.push([id, d]);
+      a.push([id, g]);
       return;
     }
-    this.answers.set(w, (a = [[id, d]]));
+    this.answers.set(w, (a = [[id, g]]));
     setImmediate(() => {
       this.answers.delete(w);
       this.send(w, { t: 'r', a });
@@ -130,30 +122,45 @@ export class Primary {
   private onMessage(w: Worker, m: ToPrimary): void {
     switch (m.t) {
       case 'b': {
-        const h = this.holdings(w);
+        const h = this.leases(w);
         for (const op of m.ops) {
           switch (op[0]) {
-            case 'd':
-            case 'y': {
-              const [kind, id, fe, key] = op;
-              const rt = this.app.runtime(fe);
-              if (kind === 'y') h.add(fe, op[4].failed, null, -1); // retry() releases the failed backend
-              const d = rt ? (kind === 'd' ? rt.route.decide(key) : rt.route.retry(key, op[4])) : null;
-              const answer = (x: Routed | null) => {
-                if (x) h.add(fe, x.backend, kind === 'd' ? key : null, 1);
-                this.answer(w, id, x);
-              };
-              if (d instanceof Promise) void d.then(answer);
-              else answer(d);
+            case 'a': {
+              const [, id, pool, key] = op;
+              const p = this.app.pool(pool);
+              if (!p) {
+                this.answer(w, id, null);
+                break;
+              }
+              void p.placement.acquire(key).then((lease) => {
+                if (lease !== null) {
+                  if (this.held.get(w) === h) h.set(id, lease);
+                  else lease.release(); // the worker died meanwhile
+                }
+                this.answer(w, id, lease);
+              });
+              break;
+            }
+            case 'f': {
+              const [, id, why] = op;
+              const lease = h.get(id);
+              if (!lease) {
+                this.answer(w, id, null);
+                break;
+              }
+              void lease.failed(why).then((next) => {
+                if (next !== null && next !== lease) h.set(id, next);
+                this.answer(w, id, next);
+              });
               break;
             }
             case 'ok':
-              this.app.runtime(op[1])?.route.connected(op[2]);
+              h.get(op[1])?.connected();
               break;
             case 'x': {
-              const [, fe, key, backend, pinned] = op;
-              h.add(fe, backend, pinned ? key : null, -1);
-              this.app.runtime(fe)?.route.closed(key, backend, pinned);
+              const lease = h.get(op[1]);
+              h.delete(op[1]);
+              lease?.release();
               break;
             }
           }
@@ -164,6 +171,7 @@ export class Primary {
         const k = `${m.fe}|${m.address}|${m.port}`;
         if (!this.listening.has(k)) {
           this.listening.add(k);
+          this.bound.add(`${m.address}:${m.port}`);
           this.log.info({ frontend: m.fe, address: m.address, port: m.port }, 'listening');
         }
         return;
@@ -189,10 +197,13 @@ export class Primary {
     }
   }
 
+  /** host:port of every socket a worker reported bound (port 0 resolved). */
+  private readonly bound = new Set<string>();
+
   /** Validated config: check new addresses bind, apply here, then in every worker. Throws on failure. */
   async reload(next: Config): Promise<void> {
     if (workerCount(next) !== this.count) this.log.warn({ running: this.count }, 'workers changed: takes effect at the next restart');
-    await probeNewAddresses(this.config, next);
+    await probeNewAddresses(this.config, next, this.bound);
     await this.app.reload(next);
     this.config = next;
     const gen = ++this.gen;
@@ -216,10 +227,11 @@ export class Primary {
     await this.app.stop();
   }
 
+  /** The primary's own figures (pools, backend states, tables, open counts) plus the workers' (traffic). */
   private async merge(own: Status): Promise<Status> {
     const parts = await Promise.all([...this.workers].map((w) => this.statsOf(w)));
     const frontends = own.frontends.map((fe): FrontendStatus => {
-      const out: FrontendStatus = { ...fe, refused: { ...fe.refused }, backends: fe.backends.map((b) => ({ ...b, total: 0, bytes_in: 0, bytes_out: 0 })) };
+      const out: FrontendStatus = { ...fe, refused: { ...fe.refused } };
       for (const p of parts) {
         const wf = p?.frontends.find((f) => f.name === fe.name);
         if (!wf) continue;
@@ -232,8 +244,16 @@ export class Primary {
         out.failovers += wf.failovers;
         out.no_backend += wf.no_backend;
         out.connect_failed += wf.connect_failed;
+      }
+      return out;
+    });
+    const pools = own.pools.map((pool): PoolStatus => {
+      const out: PoolStatus = { ...pool, backends: pool.backends.map((b) => ({ ...b, total: 0, bytes_in: 0, bytes_out: 0 })) };
+      for (const p of parts) {
+        const wp = p?.pools.find((x) => x.name === pool.name);
+        if (!wp) continue;
         for (const b of out.backends) {
-          const wb = wf.backends.find((x) => x.name === b.name);
+          const wb = wp.backends.find((x) => x.name === b.name);
           if (!wb) continue;
           b.total += wb.total;
           b.bytes_in += wb.bytes_in;
@@ -242,7 +262,7 @@ export class Primary {
       }
       return out;
     });
-    return { ...own, frontends };
+    return withPoolViews({ ...own, frontends, pools });
   }
 
   private statsOf(w: Worker): Promise<Status | null> {
@@ -261,8 +281,8 @@ export class Primary {
 }
 
 /** Listen addresses the next config adds must be bindable now (port 0 always is). */
-async function probeNewAddresses(current: Config, next: Config): Promise<void> {
-  const have = new Set(current.frontends.flatMap((f) => f.listen.map((a) => `${a.host}:${a.port}`)));
+async function probeNewAddresses(current: Config, next: Config, bound: ReadonlySet<string>): Promise<void> {
+  const have = new Set([...bound, ...current.frontends.flatMap((f) => f.listen.map((a) => `${a.host}:${a.port}`))]);
   for (const fe of next.frontends) {
     for (const a of fe.listen) {
       if (a.port === 0 || have.has(`${a.host}:${a.port}`)) continue;
@@ -275,21 +295,5 @@ async function probeNewAddresses(current: Config, next: Config): Promise<void> {
   }
 }
 
-/** What one worker's open connections hold in the primary: backend counts and key pins. */
-class Holdings {
-  readonly backends = new Map<string, number>();
-  readonly pins = new Map<string, number>();
-
-  add(fe: string, backend: string | null, pinnedKey: string | null, by: 1 | -1): void {
-    if (backend !== null) bump(this.backends, `${fe}\0${backend}`, by);
-    if (pinnedKey !== null) bump(this.pins, `${fe}\0${pinnedKey}`, by);
-  }
-}
-
 function ignore(): void {}
 
-function bump(m: Map<string, number>, k: string, by: number): void {
-  const v = (m.get(k) ?? 0) + by;
-  if (v > 0) m.set(k, v);
-  else m.delete(k);
-}

@@ -1,14 +1,16 @@
 /**
  * A worker process: serves the shared listening sockets and relays bytes;
- * every routing decision is asked of the primary (RemoteRoute), which holds
- * the one persistence table, so a key maps to one backend whichever worker
+ * every lease is taken from the primary (RemotePlacement), which holds the
+ * one persistence table, so a key maps to one backend whichever worker
  * accepted its connection.
  */
 import { App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type LogFormat } from '../log.js';
-import type { RetryRequest, RouteClient, Routed } from '../proxy/route.js';
-import type { RouteOp, ToPrimary, ToWorker } from './protocol.js';
+import type { Lease, Placement } from '../placement/lease.js';
+import type { ConnectFailure } from '../proxy/dialer.js';
+import type { Via } from '../routing/router.js';
+import type { Granted, LeaseOp, ToPrimary, ToWorker } from './protocol.js';
 
 /**
  * The worker's end of the IPC channel. Requests and events go out in order, one message per event-loop
@@ -16,8 +18,8 @@ import type { RouteOp, ToPrimary, ToWorker } from './protocol.js';
  */
 class Channel {
   private nextId = 1;
-  private readonly pending = new Map<number, (d: Routed | null) => void>();
-  private batch: RouteOp[] = [];
+  private readonly pending = new Map<number, (d: Granted | null) => void>();
+  private batch: LeaseOp[] = [];
   private scheduled = false;
 
   send(m: ToPrimary): void {
@@ -25,23 +27,19 @@ class Channel {
     if (process.connected) process.send!(m, undefined, undefined, ignore);
   }
 
-  decide(fe: string, key: string | null): Promise<Routed | null> {
-    const id = this.nextId++;
+  /** Ask the primary; resolves with its answer for this lease id. */
+  ask(op: ['a', number, string, string | null] | ['f', number, ConnectFailure]): Promise<Granted | null> {
     return new Promise((resolve) => {
-      this.pending.set(id, resolve);
-      this.post(['d', id, fe, key]);
+      this.pending.set(op[1], resolve);
+      this.post(op);
     });
   }
 
-  retry(fe: string, key: string | null, r: RetryRequest): Promise<Routed | null> {
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      this.pending.set(id, resolve);
-      this.post(['y', id, fe, key, r]);
-    });
+  newId(): number {
+    return this.nextId++;
   }
 
-  answer(a: Array<[number, Routed | null]>): void {
+  answer(a: Array<[number, Granted | null]>): void {
     for (const [id, d] of a) {
       const r = this.pending.get(id);
       this.pending.delete(id);
@@ -49,7 +47,7 @@ class Channel {
     }
   }
 
-  post(op: RouteOp): void {
+  post(op: LeaseOp): void {
     this.batch.push(op);
     if (this.scheduled) return;
     this.scheduled = true;
@@ -74,26 +72,50 @@ class Channel {
 
 function ignore(): void {}
 
-class RemoteRoute implements RouteClient {
+/** Leases held by the primary, one per connection id. */
+class RemotePlacement implements Placement {
   constructor(
-    private readonly fe: string,
+    private readonly pool: string,
     private readonly ch: Channel,
   ) {}
 
-  decide(key: string | null): Promise<Routed | null> {
-    return this.ch.decide(this.fe, key);
+  async acquire(key: string | null): Promise<Lease | null> {
+    const id = this.ch.newId();
+    const g = await this.ch.ask(['a', id, this.pool, key]);
+    return g === null ? null : new RemoteLease(id, g, this.ch);
+  }
+}
+
+class RemoteLease implements Lease {
+  private released = false;
+  backend: string;
+  via: Via;
+
+  constructor(
+    private readonly id: number,
+    g: Granted,
+    private readonly ch: Channel,
+  ) {
+    this.backend = g.backend;
+    this.via = g.via;
   }
 
-  retry(key: string | null, r: RetryRequest): Promise<Routed | null> {
-    return this.ch.retry(this.fe, key, r);
+  connected(): void {
+    this.ch.post(['ok', this.id]);
   }
 
-  connected(backend: string): void {
-    this.ch.post(['ok', this.fe, backend]);
+  async failed(why: ConnectFailure): Promise<Lease | null> {
+    const g = await this.ch.ask(['f', this.id, why]);
+    if (g === null) return null;
+    this.backend = g.backend;
+    this.via = g.via;
+    return this;
   }
 
-  closed(key: string | null, backend: string | null, pinned: boolean): void {
-    this.ch.post(['x', this.fe, key, backend, pinned]);
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.ch.post(['x', this.id]);
   }
 }
 
@@ -138,7 +160,7 @@ export function runWorker(logFormat: LogFormat, logLevel: string | undefined): v
       if (app === null) {
         const log = createLogger(logLevel ?? config.log.level, logFormat);
         app = new App(config, log, undefined, {
-          remoteRoute: (fe) => new RemoteRoute(fe, ch),
+          remotePlacement: (pool) => new RemotePlacement(pool, ch),
           onListening: (fe, address, port) => ch.send({ t: 'listening', fe, address, port }),
         });
         await app.start();

@@ -59,14 +59,8 @@ const healthCheck = z.strictObject({
   expect: z.string().nullable().default(null),
 });
 
-const frontend = z.strictObject({
-  name,
-  listen: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(address).min(1, 'at least one listen address')),
-  accept_proxy: offOr(['optional', 'required']).default('off'),
-  trusted_proxies: z.array(cidr).default([]),
-  allow: z.array(cidr).default([]),
-  deny: z.array(cidr).default([]),
-  max_connections: int(1, 10_000_000).default(10_000),
+/** Everything that decides placement: a pool's keys, and (in the §3 form) a frontend's. */
+const placement = {
   affinity: z
     .strictObject({
       key: z.enum(['source_ip', 'sni', 'none']).default('source_ip'),
@@ -82,7 +76,7 @@ const frontend = z.strictObject({
       /** Write the table to this file every snapshot_interval and at stop; load it at start. */
       snapshot: z.string().min(1).nullable().default(null),
       snapshot_interval: duration.pipe(z.number().min(100, 'must be at least 100ms')).default(10_000),
-      /** Frontends naming the same table share it. */
+      /** Pools (or §3 frontends) naming the same table share it. */
       table: name.nullable().default(null),
       /** redis://HOST:PORT/DB: share entries between l4lb instances. */
       store: z
@@ -102,13 +96,6 @@ const frontend = z.strictObject({
       bounded_load: z.number().min(1, 'must be at least 1').max(100).nullable().default(null),
     })
     .prefault({}),
-  timeouts: z
-    .strictObject({
-      connect: duration.default(2000),
-      idle: duration.default(3_600_000),
-      handshake: duration.default(5000),
-    })
-    .prefault({}),
   retries: int(0, 100).default(2),
   passive: z
     .strictObject({
@@ -118,6 +105,72 @@ const frontend = z.strictObject({
     .prefault({}),
   send_proxy: offOr(['v1', 'v2']).default('off'),
   health_check: healthCheck.optional(),
+};
+
+/** The keys of `placement` (and timeouts.connect / timeouts.idle): a frontend with `pool` or `routes` must not set them. */
+export const PLACEMENT_KEYS = ['affinity', 'persistence', 'balance', 'retries', 'passive', 'send_proxy', 'health_check', 'backends'] as const;
+
+const oneOrMany = <T extends z.ZodType>(item: T) => z.preprocess((v) => (Array.isArray(v) ? v : [v]), z.array(item).min(1, 'at least one value'));
+
+/** An exact server name or `*.suffix`; stored lower-case without a trailing dot. */
+const sniPattern = z.string().transform((text, ctx) => {
+  const t = text.toLowerCase().replace(/\.$/, '');
+  const body = t.startsWith('*.') ? t.slice(2) : t;
+  if (!/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/.test(body) || body.length > 253) {
+    ctx.addIssue({ code: 'custom', message: `invalid server name "${text}" (expected a DNS name or *.suffix)` });
+    return z.NEVER;
+  }
+  return t;
+});
+
+const route = z.strictObject({
+  /** Shown as `route` in the close line; unset: the route's 0-based index. */
+  name: name.optional(),
+  match: z
+    .strictObject({
+      sni: oneOrMany(sniPattern).optional(),
+      alpn: oneOrMany(z.string().min(1).max(255)).optional(),
+      source: oneOrMany(cidr).optional(),
+      protocol: oneOrMany(z.enum(['tls', 'ssh', 'http', 'other'])).optional(),
+      destination_port: oneOrMany(int(1, 65535)).optional(),
+    })
+    .optional(),
+  pool: name,
+});
+
+const frontend = z.strictObject({
+  name,
+  listen: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(address).min(1, 'at least one listen address')),
+  accept_proxy: offOr(['optional', 'required']).default('off'),
+  trusted_proxies: z.array(cidr).default([]),
+  allow: z.array(cidr).default([]),
+  deny: z.array(cidr).default([]),
+  max_connections: int(1, 10_000_000).default(10_000),
+  timeouts: z
+    .strictObject({
+      connect: duration.default(2000),
+      idle: duration.default(3_600_000),
+      handshake: duration.default(5000),
+    })
+    .prefault({}),
+  /** The pool every connection goes to (SPEC §9). */
+  pool: name.optional(),
+  /** Which pool a connection goes to: first match wins. */
+  routes: z.array(route).min(1, 'at least one route').optional(),
+  ...placement,
+  /** The §3 form: the frontend's own backends (an implicit pool named after the frontend). */
+  backends: z.array(backend).min(1, 'at least one backend').optional(),
+});
+
+const pool = z.strictObject({
+  name,
+  ...placement,
+  timeouts: z
+    .strictObject({
+      connect: duration.default(2000),
+      idle: duration.default(3_600_000),
+    })
+    .prefault({}),
   backends: z.array(backend).min(1, 'at least one backend'),
 });
 
@@ -136,6 +189,7 @@ export const configSchema = z.strictObject({
   shutdown_grace: duration.default(30_000),
   /** Processes serving the listeners: 1 (no separate workers), N, or auto (one per CPU). */
   workers: z.union([z.literal('auto'), int(1, 256)]).default(1),
+  pools: z.array(pool).default([]),
   frontends: z.array(frontend).min(1, 'at least one frontend'),
 });
 
@@ -147,11 +201,37 @@ type DeepReadonly<T> = T extends (infer E)[]
     : T;
 
 export type Algorithm = 'consistent_hash' | 'round_robin' | 'least_conn';
-export type Config = DeepReadonly<Omit<Parsed, 'frontends'>> & { readonly frontends: readonly FrontendConfig[] };
+type ParsedPool = Parsed['pools'][number];
 type ParsedFrontend = Parsed['frontends'][number];
-export type FrontendConfig = DeepReadonly<Omit<ParsedFrontend, 'balance'>> & {
+type ParsedRoute = NonNullable<ParsedFrontend['routes']>[number];
+
+/** A pool: explicit (`pools:`), or implicit (a §3 frontend's own backends, named after it). */
+export type PoolConfig = DeepReadonly<Omit<ParsedPool, 'balance'>> & {
   readonly balance: { readonly algorithm: Algorithm; readonly vnodes: number; readonly bounded_load: number | null };
+  /** The frontend whose §3 form made this pool, or null for a pool under `pools:`. */
+  readonly implicitOf: string | null;
+  /** Where its settings are written in the file: `pools[2]` or `frontends[0]`. */
+  readonly at: string;
 };
-export type BackendConfig = FrontendConfig['backends'][number];
-export type AffinityKeyKind = FrontendConfig['affinity']['key'];
+
+export type RouteConfig = DeepReadonly<ParsedRoute>;
+
+/**
+ * A frontend. `pool` is always set when `routes` is null (for the §3 form, the implicit pool's name,
+ * which is the frontend's). The §3 form also keeps its placement settings here as they were written,
+ * so a §1–8 config reads the same; l4lb itself reads them from the pool.
+ */
+export type FrontendConfig = DeepReadonly<Omit<ParsedFrontend, 'balance' | 'pool' | 'routes'>> & {
+  readonly balance: PoolConfig['balance'];
+  readonly pool: string | null;
+  readonly routes: readonly RouteConfig[] | null;
+};
+
+export type Config = DeepReadonly<Omit<Parsed, 'frontends' | 'pools'>> & {
+  readonly frontends: readonly FrontendConfig[];
+  /** Every pool, explicit and implicit. */
+  readonly pools: readonly PoolConfig[];
+};
+export type BackendConfig = PoolConfig['backends'][number];
+export type AffinityKeyKind = PoolConfig['affinity']['key'];
 export type ProxyVersion = 'off' | 'v1' | 'v2';

@@ -119,7 +119,7 @@ export class ActiveHealth implements HealthPolicy {
     const deadline = performance.now() + this.opts.timeout;
     let sock: Socket;
     try {
-      sock = await this.dialer.connect(b.config.address, this.opts.timeout);
+      sock = await this.dialer.connect(b.plan.address, this.opts.timeout);
     } catch (err) {
       return `connect ${(err as Error).message}`;
     }

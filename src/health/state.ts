@@ -4,7 +4,7 @@
  * `draining` | `disabled`) from operators. Both change only through
  * guarded transitions, and every health transition is reported once.
  */
-import type { BackendConfig } from '../config/schema.js';
+import type { BackendPlan } from '../config/compile.js';
 
 export type Health = 'up' | 'down';
 export type Mode = 'normal' | 'draining' | 'disabled';
@@ -29,10 +29,10 @@ export class BackendRuntime {
   bytesOut = 0;
   private revive: NodeJS.Timeout | null = null;
 
-  constructor(public config: BackendConfig) {}
+  constructor(public plan: BackendPlan) {}
 
   get name(): string {
-    return this.config.name;
+    return this.plan.name;
   }
 
   get state(): BackendStateName {

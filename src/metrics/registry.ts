@@ -7,7 +7,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Status } from '../admin/control.js';
 
 const FE = ['frontend'] as const;
-const BE = ['frontend', 'backend'] as const;
+/** Persistence and backends belong to pools (SPEC §9); a §3 frontend's pool has the frontend's name. */
+const POOL = ['pool'] as const;
+const BE = ['pool', 'backend'] as const;
 
 export class Metrics {
   readonly registry = new Registry();
@@ -18,14 +20,14 @@ export class Metrics {
   private readonly feBytesIn = this.counter('l4lb_bytes_in_total', 'Bytes client → backend', FE);
   private readonly feBytesOut = this.counter('l4lb_bytes_out_total', 'Bytes backend → client', FE);
   private readonly failovers = this.counter('l4lb_failovers_total', 'Connect attempts moved to another backend', FE);
-  private readonly hits = this.counter('l4lb_persistence_hits_total', 'Connections whose key had an entry on an eligible backend', FE);
-  private readonly misses = this.counter('l4lb_persistence_misses_total', 'Connections placed by the balancer', FE);
-  private readonly evictions = this.counter('l4lb_persistence_evictions_total', 'Entries evicted at max_entries', FE);
-  private readonly size = this.gauge('l4lb_persistence_entries', 'Persistence table size', FE);
-  private readonly storeUp = this.gauge('l4lb_store_up', '1 while the Redis store is reachable (frontends with persistence.store)', FE);
-  private readonly storeErrors = this.counter('l4lb_store_errors_total', 'Redis store commands that failed or timed out', FE);
+  private readonly hits = this.counter('l4lb_persistence_hits_total', 'Connections whose key had an entry on an eligible backend', POOL);
+  private readonly misses = this.counter('l4lb_persistence_misses_total', 'Connections placed by the balancer', POOL);
+  private readonly evictions = this.counter('l4lb_persistence_evictions_total', 'Entries evicted at max_entries', POOL);
+  private readonly size = this.gauge('l4lb_persistence_entries', 'Persistence table size', POOL);
+  private readonly storeUp = this.gauge('l4lb_store_up', '1 while the Redis store is reachable (frontends with persistence.store)', POOL);
+  private readonly storeErrors = this.counter('l4lb_store_errors_total', 'Redis store commands that failed or timed out', POOL);
   private readonly up = this.gauge('l4lb_backend_up', '1 if the backend is healthy (whatever its admin state)', BE);
-  private readonly state = this.gauge('l4lb_backend_state', '1 for the backend\'s current state', ['frontend', 'backend', 'state']);
+  private readonly state = this.gauge('l4lb_backend_state', '1 for the backend\'s current state', ['pool', 'backend', 'state']);
   private readonly beActive = this.gauge('l4lb_backend_connections_active', 'Open connections per backend', BE);
   private readonly beTotal = this.counter('l4lb_backend_connections_total', 'Relayed connections per backend', BE);
   private readonly beBytesIn = this.counter('l4lb_backend_bytes_in_total', 'Bytes client → backend', BE);
@@ -34,7 +36,7 @@ export class Metrics {
   readonly checkDuration = new Histogram({
     name: 'l4lb_health_check_duration_seconds',
     help: 'Active health check duration',
-    labelNames: ['frontend', 'backend', 'result'],
+    labelNames: ['pool', 'backend', 'result'],
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
     registers: [this.registry],
   });
@@ -66,16 +68,19 @@ export class Metrics {
       this.feBytesIn.inc(f, fe.bytes_in);
       this.feBytesOut.inc(f, fe.bytes_out);
       this.failovers.inc(f, fe.failovers);
-      this.hits.inc(f, fe.persistence.hits);
-      this.misses.inc(f, fe.persistence.misses);
-      this.evictions.inc(f, fe.persistence.evictions);
-      this.size.set(f, fe.persistence.size);
-      if (fe.store) {
-        this.storeUp.set(f, fe.store.up ? 1 : 0);
-        this.storeErrors.inc(f, fe.store.errors);
+    }
+    for (const p of s.pools) {
+      const f = { pool: p.name };
+      this.hits.inc(f, p.persistence.hits);
+      this.misses.inc(f, p.persistence.misses);
+      this.evictions.inc(f, p.persistence.evictions);
+      this.size.set(f, p.persistence.size);
+      if (p.store) {
+        this.storeUp.set(f, p.store.up ? 1 : 0);
+        this.storeErrors.inc(f, p.store.errors);
       }
-      for (const be of fe.backends) {
-        const b = { frontend: fe.name, backend: be.name };
+      for (const be of p.backends) {
+        const b = { pool: p.name, backend: be.name };
         this.up.set(b, be.health === 'up' ? 1 : 0);
         for (const st of ['up', 'down', 'draining', 'disabled'] as const) this.state.set({ ...b, state: st }, be.state === st ? 1 : 0);
         this.beActive.set(b, be.active);

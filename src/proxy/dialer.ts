@@ -2,9 +2,14 @@
 import { connect, type Socket } from 'node:net';
 import type { HostPort } from '../config/parse.js';
 
+/** Why a connect failed; `local`: l4lb's own resources ran out (EMFILE, ENFILE, ENOBUFS, EADDRNOTAVAIL), not the backend's fault. */
+export type ConnectFailure = 'refused' | 'timeout' | 'reset' | 'error' | 'local';
+
+const LOCAL_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'EADDRNOTAVAIL']);
+
 export class ConnectError extends Error {
   constructor(
-    readonly reason: 'refused' | 'timeout' | 'reset' | 'error',
+    readonly reason: ConnectFailure,
     message: string,
   ) {
     super(message);
@@ -71,6 +76,7 @@ function dialTimeout(this: Dialing): void {
 function dialError(this: Dialing, err: NodeJS.ErrnoException): void {
   const p = settle(this);
   this.destroy();
-  const reason = err.code === 'ECONNREFUSED' ? 'refused' : err.code === 'ECONNRESET' ? 'reset' : 'error';
+  const code = err.code ?? '';
+  const reason: ConnectFailure = code === 'ECONNREFUSED' ? 'refused' : code === 'ECONNRESET' ? 'reset' : LOCAL_ERRORS.has(code) ? 'local' : 'error';
   p?.reject(new ConnectError(reason, err.code ?? err.message));
 }

@@ -1,25 +1,32 @@
 /**
- * One net.Server per listen address. Admission (max_connections, allow/deny)
- * happens here; an admitted socket becomes a Session of the frontend's
- * current runtime.
+ * One net.Server per listen address. A connection reads top to bottom:
+ * admission (max_connections, accept_proxy) → peek (only as the frontend's
+ * plan says) → route → key → a Session of the chosen pool.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Address } from '../config/schema.js';
-import type { FrontendRuntime, RefusedReason } from '../runtime.js';
-import { canonicalIp, sourceIpKey } from '../routing/affinity.js';
-import type { Dialer } from './dialer.js';
-import { Session, type SessionInit } from './session.js';
-import { Handshake } from './handshake.js';
+import type { PoolRuntime } from '../placement/pool.js';
+import { canonicalIp } from '../routing/affinity.js';
+import { affinityKey } from '../routing/keys.js';
 import { BindError } from '../errors.js';
+import type { Dialer } from './dialer.js';
+import type { FrontendRuntime } from './frontend.js';
+import { closed, refused } from './outcome.js';
+import { Peek, type Peeked } from './peek.js';
+import { Session } from './session.js';
 
 export interface SessionHost {
-  /** The frontend's current runtime (replaced on reload). */
-  runtime(frontend: string): FrontendRuntime | undefined;
+  /** The frontend's current runtime (replaced on reload); undefined while stopping. */
+  frontend(name: string): FrontendRuntime | undefined;
+  /** The pool's current runtime. */
+  pool(name: string): PoolRuntime | undefined;
   readonly dialer: Dialer;
   readonly sessions: Set<Session>;
   /** A session is over (it has already logged its close line). */
   sessionEnded(s: Session): void;
 }
+
+const NO_ALPN: readonly string[] = Object.freeze([]);
 
 export class Listener {
   private readonly server: Server;
@@ -27,6 +34,7 @@ export class Listener {
   port = 0;
 
   constructor(
+    /** As the config wrote it (port 0 for "any"). */
     readonly address: Address,
     /** Which frontend this address serves; may change on reload. */
     public frontend: string,
@@ -60,70 +68,90 @@ export class Listener {
   }
 
   private accept(sock: Socket): void {
-    const rt = this.host.runtime(this.frontend);
+    const fe = this.host.frontend(this.frontend);
     const peer = sock.remoteAddress;
-    if (!rt || peer === undefined) {
+    if (!fe || peer === undefined) {
       // Stopping, or the client reset before we saw it (no peer address left to read).
       sock.on('error', () => {});
       sock.destroy();
-      if (rt) {
-        rt.stats.total++;
-        rt.log.info({ client: null, key: null, key_source: null, backend: null, bytes_in: 0, bytes_out: 0, duration_ms: 0, reason: 'client_closed' }, 'connection closed');
+      if (fe) {
+        fe.stats.total++;
+        closed(fe, { client: null, key: null, keySource: null, pool: null, route: null, backend: null, bytesIn: 0, bytesOut: 0, durationMs: 0, reason: 'client_closed', wasActive: false });
       }
       return;
     }
     const ip = canonicalIp(peer);
-    const fe = rt.config;
-    rt.stats.total++; // every accepted socket, refused or not
-    if (rt.stats.active >= fe.max_connections) return this.refuse(rt, sock, ip, 'over_limit');
-    const trusted = fe.accept_proxy !== 'off' && rt.trusted.has(ip);
-    if (fe.accept_proxy === 'required' && !trusted) return this.refuse(rt, sock, ip, 'untrusted_proxy');
-    rt.stats.active++;
+    const plan = fe.plan;
+    fe.stats.total++; // every accepted socket, refused or not
+    if (fe.stats.active >= plan.maxConnections) return this.refuse(fe, sock, ip, 'over_limit', false);
+    const trusted = plan.acceptProxy !== 'off' && plan.trusted.has(ip);
+    if (plan.acceptProxy === 'required' && !trusted) return this.refuse(fe, sock, ip, 'untrusted_proxy', false);
+    fe.stats.active++;
     const client = { address: ip, port: sock.remotePort ?? 0 };
-    if (!trusted && fe.affinity.key !== 'sni') {
-      // Nothing to peek at: route now (untrusted peers are not waited for).
-      if (!rt.admission.permits(ip)) return this.reject(rt, sock, ip, 'denied');
-      const key = fe.affinity.key === 'none' ? null : sourceIpKey(ip, fe.affinity);
-      const guardProxy = fe.accept_proxy === 'optional';
-      this.startSession(rt, sock, { client, destination: null, key, keySource: 'socket', early: null, ended: false, guardProxy });
+    if (!trusted && !plan.peeks) {
+      // Nothing to read before placement: route now (a server-speaks-first protocol is not delayed).
+      if (!plan.admission.permits(ip)) return this.refuse(fe, sock, ip, 'denied', true);
+      const p: Peeked = { client, viaProxy: false, destination: null, early: null, ended: false, sni: null, alpn: NO_ALPN, protocol: null };
+      this.dispatch(fe, sock, p, plan.acceptProxy === 'optional');
       return;
     }
-    const h = new Handshake(
-      rt,
+    const peek = new Peek(
+      plan,
       sock,
       client,
       trusted,
-      (p) => this.startSession(rt, sock, { ...p, guardProxy: false }),
+      (p) => this.dispatch(fe, sock, p, false),
       (reason, detail, who) => {
-        rt.stats.active--;
         if (reason === 'client_closed') {
-          rt.log.info({ client: who.address, key: null, key_source: null, backend: null, bytes_in: 0, bytes_out: 0, duration_ms: 0, reason, detail }, 'connection closed');
+          closed(fe, { client: who.address, key: null, keySource: null, pool: null, route: null, backend: null, bytesIn: 0, bytesOut: 0, durationMs: 0, reason, detail, wasActive: true });
           return;
         }
-        rt.stats.refused[reason]++;
-        rt.log.info({ client: who.address, reason, detail }, 'connection refused');
+        refused(fe, who.address, reason, detail, true);
       },
     );
-    h.start();
+    peek.start();
   }
 
-  private startSession(rt: FrontendRuntime, sock: Socket, init: SessionInit): void {
+  /** Route, key, session. `guardProxy`: accept_proxy optional, untrusted peer, no peek: the session checks the first bytes. */
+  private dispatch(fe: FrontendRuntime, sock: Socket, p: Peeked, guardProxy: boolean): void {
+    const plan = fe.plan;
+    let poolName = plan.pool;
+    let route: string | null = null;
+    if (plan.routes !== null) {
+      const m = plan.routes.match({
+        sni: p.sni,
+        alpn: p.alpn,
+        source: p.client.address,
+        protocol: p.protocol,
+        destinationPort: p.destination?.port ?? sock.localPort ?? 0,
+      });
+      if (m === null) {
+        sock.on('error', () => {});
+        sock.destroy();
+        refused(fe, p.client.address, 'no_route', null, true);
+        return;
+      }
+      poolName = m.pool;
+      route = m.label;
+    }
+    const pool = poolName === null ? undefined : this.host.pool(poolName);
+    if (pool === undefined) {
+      // Only while stopping: every pool a plan names exists.
+      sock.on('error', () => {});
+      sock.destroy();
+      refused(fe, p.client.address, 'no_route', `pool ${poolName} is gone`, true);
+      return;
+    }
+    const k = affinityKey(pool.plan.key, { client: p.client.address, viaProxy: p.viaProxy, sni: p.sni });
     const host = this.host;
-    const s = new Session(rt, sock, init, host.dialer, (done) => host.sessionEnded(done));
+    const s = new Session(fe, pool, route, sock, p, k, guardProxy, host.dialer, (done) => host.sessionEnded(done));
     host.sessions.add(s);
     s.start();
   }
 
-  /** Refused after it was counted active. */
-  private reject(rt: FrontendRuntime, sock: Socket, ip: string, reason: RefusedReason): void {
-    rt.stats.active--;
-    this.refuse(rt, sock, ip, reason);
-  }
-
-  private refuse(rt: FrontendRuntime, sock: Socket, ip: string, reason: RefusedReason): void {
-    rt.stats.refused[reason]++;
+  private refuse(fe: FrontendRuntime, sock: Socket, ip: string, reason: 'denied' | 'over_limit' | 'untrusted_proxy', wasActive: boolean): void {
     sock.on('error', () => {}); // the refusal is what we log; a reset on the way out adds nothing
     sock.destroy();
-    rt.log.info({ client: ip, reason }, 'connection refused');
+    refused(fe, ip, reason, null, wasActive);
   }
 }

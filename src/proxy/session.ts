@@ -1,45 +1,23 @@
 /**
- * One client connection: key → decide → dial (with failover) → relay →
- * one close record. Bytes the client sends before a backend accepts are
- * buffered (up to 64 KiB, then the client is paused) and delivered exactly
- * once, to whichever backend finally accepts.
+ * One client connection, once its pool and key are known: lease → dial (with
+ * failover) → relay → outcome. Bytes the client sends before a backend
+ * accepts are buffered (up to 64 KiB, then the client is paused) and
+ * delivered exactly once, to whichever backend finally accepts.
  */
 import type { Socket } from 'node:net';
 import type { BackendRuntime } from '../health/state.js';
-import type { Routed } from './route.js';
-import type { FrontendRuntime } from '../runtime.js';
-import { ConnectError, READS_TO_CALLBACK, type Dialer, type OnRead } from './dialer.js';
+import type { Lease } from '../placement/lease.js';
+import type { PoolRuntime } from '../placement/pool.js';
+import type { ChosenKey } from '../routing/keys.js';
+import { ConnectError, READS_TO_CALLBACK, type ConnectFailure, type Dialer, type OnRead } from './dialer.js';
+import type { FrontendRuntime } from './frontend.js';
+import { closed, type CloseReason } from './outcome.js';
+import type { Peeked } from './peek.js';
 import { buildProxyHeader, signatureOf, type Endpoint } from './proxy-header.js';
 
 export const EARLY_BYTES_LIMIT = 64 * 1024;
 
-export type CloseReason =
-  | 'client_closed'
-  | 'backend_closed'
-  | 'idle_timeout'
-  | 'no_backend'
-  | 'connect_failed'
-  | 'client_error'
-  | 'backend_error'
-  | 'untrusted_proxy'
-  | 'shutdown';
-
-export type KeySource = 'socket' | 'proxy' | 'sni' | 'fallback';
-
-export interface SessionInit {
-  /** The client: the socket's peer, or the address from a trusted PROXY header. */
-  readonly client: Endpoint;
-  /** The destination from the inbound PROXY header, if any (for send_proxy). */
-  readonly destination: Endpoint | null;
-  readonly key: string | null;
-  readonly keySource: KeySource;
-  /** Bytes already read (after a PROXY header, or a peeked ClientHello). */
-  readonly early: Buffer | null;
-  /** The client already half-closed. */
-  readonly ended: boolean;
-  /** accept_proxy optional, untrusted peer: a first chunk carrying a PROXY signature closes the connection. */
-  readonly guardProxy: boolean;
-}
+export type { CloseReason };
 
 export class Session {
   private backendSock: Socket | null = null;
@@ -52,15 +30,12 @@ export class Session {
   private reason: CloseReason | null = null;
   private readonly started = performance.now();
   private closed = false;
-  /** decide() returned a decision: the key is pinned until closed(). */
-  private pinned = false;
+  /** The connection's claim on a backend and its key's pin; released once, in finish(). */
+  private lease: Lease | null = null;
   /** A PROXY header l4lb wrote to the backend: not the client's bytes. */
   private headerBytes = 0;
-  /** The backend this connection counts against (connecting or connected). */
-  private holding: string | null = null;
   private openSockets = 1;
   private guard: boolean;
-  private readonly key: string | null;
   /** timeouts.idle once relaying (0: none, or not relaying yet); the client's byte count at the last sweep, and since when it stood still. */
   private idleMs = 0;
   private seen = 0;
@@ -69,14 +44,19 @@ export class Session {
   private direct = false;
 
   constructor(
-    private readonly rt: FrontendRuntime,
+    private readonly fe: FrontendRuntime,
+    private readonly pool: PoolRuntime,
+    /** The route taken (its name, else its index), or null for a frontend without routes. */
+    private readonly route: string | null,
     private readonly client: Socket,
-    private readonly init: SessionInit,
+    private readonly init: Peeked,
+    private readonly key: ChosenKey,
+    /** accept_proxy optional, untrusted peer: a first chunk carrying a PROXY signature closes the connection. */
+    guardProxy: boolean,
     private readonly dialer: Dialer,
     private readonly onDone: (s: Session) => void,
   ) {
-    this.key = init.key;
-    this.guard = init.guardProxy;
+    this.guard = guardProxy;
     this.clientEnded = init.ended;
     if (init.early !== null && init.early.length > 0) {
       this.early.push(init.early);
@@ -85,7 +65,11 @@ export class Session {
   }
 
   get frontend(): string {
-    return this.rt.name;
+    return this.fe.name;
+  }
+
+  get poolName(): string {
+    return this.pool.name;
   }
 
   get backendRuntime(): BackendRuntime | null {
@@ -108,26 +92,48 @@ export class Session {
     c.once('end', clientEarlyEnd);
     c.on('error', clientError);
     c.once('close', socketClose);
-    const first = this.rt.route.decide(this.key);
-    if (first === null || first instanceof Promise) void this.begin(first);
-    else void this.dial(first);
+    void this.connect();
   }
 
-  /** The remote (worker) path: wait for the primary's decision. */
-  private async begin(pending: Promise<Routed | null> | null): Promise<void> {
-    const first = await pending;
-    if (first === null) {
-      this.rt.stats.noBackend++;
+  /** Lease a backend, dial it, and on failure the next the lease gives, until one accepts or none is left. */
+  private async connect(): Promise<void> {
+    let lease = await this.pool.placement.acquire(this.key.key);
+    if (lease === null) {
       this.finish('no_backend');
       return;
     }
-    this.pinned = true;
     if (this.closed) {
-      this.rt.route.closed(this.key, first.backend, true);
-      this.pinned = false;
+      lease.release(); // the client left while placement was asked
       return;
     }
-    await this.dial(first);
+    this.lease = lease;
+    const pool = this.pool;
+    for (;;) {
+      const name = lease.backend;
+      const b = pool.backendByName(name);
+      try {
+        if (!b) throw new ConnectError('error', `backend ${name} left the config`);
+        const sock = await this.dialer.connect(b.plan.address, pool.plan.connectMs, BACKEND_READS);
+        if (this.closed) {
+          sock.destroy();
+          return;
+        }
+        lease.connected();
+        this.attach(b, sock);
+        return;
+      } catch (err) {
+        if (this.closed) return; // finish() released the lease
+        const why: ConnectFailure = err instanceof ConnectError ? err.reason : 'error';
+        const next: Lease | null = await lease.failed(why);
+        if (this.fe.log.isLevelEnabled('debug')) this.fe.log.debug({ client: this.init.client.address, backend: name, why, next: next?.backend ?? null }, 'connect failed');
+        if (this.closed) return;
+        if (next === null) break;
+        lease = next;
+        this.lease = next;
+        this.fe.stats.failovers++;
+      }
+    }
+    this.finish('connect_failed');
   }
 
   /** Stop now (shutdown grace ran out). */
@@ -142,7 +148,6 @@ export class Session {
       // Judge the first bytes together: a segment may hold only the start of a signature ("\r\n", "PRO").
       const sig = signatureOf(this.early.length === 1 ? chunk : Buffer.concat(this.early));
       if (sig === 1 || sig === 2) {
-        this.rt.stats.refused.untrusted_proxy++;
         this.finish('untrusted_proxy');
         return;
       }
@@ -162,51 +167,6 @@ export class Session {
     }
   }
 
-  private async dial(first: Routed): Promise<void> {
-    const rt = this.rt;
-    const route = rt.route;
-    this.pinned = true;
-    const tried: string[] = [];
-    const keepEntry = first.via === 'overflow';
-    let d: Routed | null = first;
-    for (let attempt = 0; d !== null; attempt++) {
-      const name: string = d.backend;
-      tried.push(name);
-      this.holding = name;
-      const b = rt.backendByName(name);
-      try {
-        if (!b) throw new ConnectError('error', `backend ${name} left the config`);
-        const sock = await this.dialer.connect(b.config.address, rt.config.timeouts.connect, BACKEND_READS);
-        if (this.closed) {
-          sock.destroy();
-          return;
-        }
-        route.connected(name);
-        this.attach(b, sock);
-        return;
-      } catch (err) {
-        if (this.closed) return; // finish() already released this backend
-        const why = err instanceof ConnectError ? err.reason : 'error';
-        this.holding = null;
-        const next = route.retry(this.key, { failed: name, why, tried, wantNext: attempt < rt.config.retries, keepEntry });
-        d = next instanceof Promise ? await next : next;
-        if (rt.log.isLevelEnabled('debug')) rt.log.debug({ client: this.init.client.address, backend: name, why, next: d?.backend ?? null }, 'connect failed');
-        if (d !== null) {
-          if (this.closed) {
-            route.closed(this.key, d.backend, false);
-            return;
-          }
-          this.holding = d.backend;
-          rt.stats.failovers++;
-        } else if (this.closed) {
-          return;
-        }
-      }
-    }
-    rt.stats.connectFailed++;
-    this.finish('connect_failed');
-  }
-
   private attach(b: BackendRuntime, sock: Socket): void {
     const c = this.client;
     this.backend = b;
@@ -217,7 +177,7 @@ export class Session {
     sock.on('error', backendError);
     sock.once('close', socketClose);
     sock.once('end', backendEnd);
-    const version = b.config.send_proxy ?? this.rt.config.send_proxy;
+    const version = b.plan.sendProxy;
     if (version !== 'off') {
       const dst = this.init.destination ?? { address: c.localAddress ?? '0.0.0.0', port: c.localPort ?? 0 };
       const header = buildProxyHeader(version, this.init.client, localEndpoint(dst));
@@ -234,7 +194,7 @@ export class Session {
       sock.pipe(c);
     }
     // Idle: no timer per socket (a socket timer is re-armed on every chunk); App.sweep() looks at the byte counts.
-    this.idleMs = this.rt.config.timeouts.idle;
+    this.idleMs = this.pool.plan.idleMs;
     this.quietSince = performance.now();
     // Under the untrusted-PROXY guard, nothing goes to the backend before the client's first bytes are checked.
     if (this.guard && !this.clientEnded) c.resume();
@@ -343,33 +303,20 @@ export class Session {
     const s = this.backendSock;
     c.destroy();
     s?.destroy();
-    const rt = this.rt;
-    const b = this.backend;
-    const bytesIn = s ? s.bytesWritten - this.headerBytes : 0;
-    const bytesOut = c.bytesWritten;
-    rt.stats.active--;
-    rt.stats.bytesIn += bytesIn;
-    rt.stats.bytesOut += bytesOut;
-    if (b) {
-      b.bytesIn += bytesIn;
-      b.bytesOut += bytesOut;
-    }
-    rt.route.closed(this.key, this.holding, this.pinned);
-    this.pinned = false;
-    this.holding = null;
-    rt.log.info(
-      {
-        client: this.init.client.address,
-        key: this.key,
-        key_source: this.init.keySource,
-        backend: b?.name ?? null,
-        bytes_in: bytesIn,
-        bytes_out: bytesOut,
-        duration_ms: Math.round(performance.now() - this.started),
-        reason: this.reason,
-      },
-      'connection closed',
-    );
+    this.lease?.release();
+    closed(this.fe, {
+      client: this.init.client.address,
+      key: this.key.key,
+      keySource: this.key.source,
+      pool: this.pool.name,
+      route: this.route,
+      backend: this.backend,
+      bytesIn: s ? s.bytesWritten - this.headerBytes : 0,
+      bytesOut: c.bytesWritten,
+      durationMs: Math.round(performance.now() - this.started),
+      reason: this.reason,
+      wasActive: true,
+    });
     this.onDone(this);
   }
 }

@@ -43,13 +43,13 @@ export class Router {
   readonly names: readonly string[];
   readonly index: ReadonlyMap<string, number>;
   readonly balancer: Balancer;
-  readonly stats: RoutingStats = { hits: 0, misses: 0 };
-
   constructor(
     readonly members: readonly PoolMember[],
     readonly algorithm: Algorithm,
     vnodes: number,
     readonly policy: RoutingPolicy = DEFAULT_POLICY,
+    /** Hits and misses; a reload passes the last router's, so they keep counting. */
+    readonly stats: RoutingStats = { hits: 0, misses: 0 },
   ) {
     this.names = members.map((m) => m.name);
     this.index = new Map(this.names.map((n, i) => [n, i]));

@@ -1,47 +1,47 @@
 /**
  * Everything that keeps persistence beyond one connection, for one config:
- * the tables (one per frontend or per shared `table` name), their Redis
+ * the tables (one per pool or per shared `table` name), their Redis
  * stores, and their snapshot files (loaded at start, written every
- * snapshot_interval and at stop). The App asks it for a frontend's table
- * and store; it knows nothing of sockets.
+ * snapshot_interval and at stop). The process root asks it for a pool's
+ * table and store; it knows nothing of sockets.
  */
-import type { Config, FrontendConfig } from '../config/schema.js';
+import type { Plan, PoolPlan } from '../config/compile.js';
 import type { Logger } from '../log.js';
 import type { LocalTable } from '../routing/persistence.js';
-import { buildTables, tableId } from '../routing/tables.js';
+import { buildTables } from '../routing/tables.js';
 import type { RedisStore } from './redis.js';
 import { loadSnapshot, saveSnapshot } from './snapshot.js';
 
 export class PersistenceSet {
   private tables = new Map<string, LocalTable>();
   private stores = new Map<string, RedisStore>();
-  private config: Config | null = null;
+  private plan: Plan | null = null;
   private timers: NodeJS.Timeout[] = [];
   private readonly writing = new Map<string, Promise<void>>();
 
   constructor(private readonly log: Logger) {}
 
-  table(fe: FrontendConfig): LocalTable | null {
-    return this.tables.get(tableId(fe)) ?? null;
+  table(p: PoolPlan): LocalTable | null {
+    return p.tableId === null ? null : (this.tables.get(p.tableId) ?? null);
   }
 
-  store(fe: FrontendConfig): RedisStore | null {
-    return this.stores.get(tableId(fe)) ?? null;
+  store(p: PoolPlan): RedisStore | null {
+    return p.tableId === null ? null : (this.stores.get(p.tableId) ?? null);
   }
 
-  /** Build (or carry over) the tables and stores of `config`. */
-  apply(config: Config): void {
-    this.config = config;
-    this.tables = buildTables(config.frontends, this.tables);
-    this.buildStores(config);
+  /** Build (or carry over) the tables and stores of `plan`. */
+  apply(plan: Plan): void {
+    this.plan = plan;
+    this.tables = buildTables(plan.pools.values(), this.tables);
+    this.buildStores(plan);
   }
 
   /** Load every table's snapshot file; a missing or bad file leaves the table empty (logged). */
   async load(): Promise<void> {
-    const config = this.config;
-    if (!config) return;
+    const plan = this.plan;
+    if (!plan) return;
     for (const [id, { path }] of this.snapshotTargets()) {
-      const names = new Set(config.frontends.filter((f) => tableId(f) === id).flatMap((f) => f.backends.map((b) => b.name)));
+      const names = new Set([...plan.pools.values()].filter((p) => p.tableId === id).flatMap((p) => p.backends.map((b) => b.name)));
       const r = await loadSnapshot(path, this.tables.get(id)!, (b) => names.has(b));
       if (r.ok) this.log.info({ table: id, path, loaded: r.loaded, skipped: r.skipped }, 'snapshot loaded');
       else if (r.missing) this.log.info({ table: id, path }, 'no snapshot yet: starting with an empty table');
@@ -71,9 +71,9 @@ export class PersistenceSet {
   /** Tables with a snapshot file: id → path and interval. */
   private snapshotTargets(): Map<string, { path: string; interval: number }> {
     const out = new Map<string, { path: string; interval: number }>();
-    for (const fe of this.config?.frontends ?? []) {
-      const p = fe.persistence;
-      if (p.snapshot !== null && this.tables.has(tableId(fe))) out.set(tableId(fe), { path: p.snapshot, interval: p.snapshot_interval });
+    for (const pool of this.plan?.pools.values() ?? []) {
+      const p = pool.config.persistence;
+      if (p.snapshot !== null && pool.tableId !== null && this.tables.has(pool.tableId)) out.set(pool.tableId, { path: p.snapshot, interval: p.snapshot_interval });
     }
     return out;
   }
@@ -95,19 +95,19 @@ export class PersistenceSet {
   }
 
   /** One Redis connection pair per table with a `store`; kept across reloads while url and ttl stay. */
-  private buildStores(config: Config): void {
+  private buildStores(plan: Plan): void {
     const next = new Map<string, RedisStore>();
-    for (const fe of config.frontends) {
-      const id = tableId(fe);
-      const url = fe.persistence.store;
-      if (url === null || !this.tables.has(id) || next.has(id)) continue;
+    for (const pool of plan.pools.values()) {
+      const id = pool.tableId;
+      const url = pool.config.persistence.store;
+      if (url === null || id === null || !this.tables.has(id) || next.has(id)) continue;
       const old = this.stores.get(id);
-      if (old && old.url === url && old.ttlMs === fe.persistence.ttl) {
+      if (old && old.url === url && old.ttlMs === pool.config.persistence.ttl) {
         next.set(id, old);
         continue;
       }
       const { RedisStore } = require('./redis.js') as typeof import('./redis.js'); // ioredis only when used
-      const store = new RedisStore(url, id, fe.persistence.ttl, this.log);
+      const store = new RedisStore(url, id, pool.config.persistence.ttl, this.log);
       store.onChange((key, backend) => {
         const t = this.tables.get(id);
         if (!t) return;

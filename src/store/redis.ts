@@ -11,9 +11,10 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
-import type { RetryRequest, RouteClient, Routed } from '../proxy/route.js';
-import type { LocalRoute } from '../proxy/route.js';
+import type { Lease, LocalLease, LocalPlacement, Placement } from '../placement/lease.js';
+import type { ConnectFailure } from '../proxy/dialer.js';
 import type { PersistenceTable } from '../routing/persistence.js';
+import type { Via } from '../routing/router.js';
 
 /** No connection waits longer than this for Redis (SPEC §6 allows 2 s). */
 export const STORE_TIMEOUT_MS = 500;
@@ -140,23 +141,26 @@ export class RedisStore {
   }
 }
 
-/** LocalRoute in front, the store behind: local hits stay synchronous; misses claim in Redis. */
-export class StoreRoute implements RouteClient {
+/** The local placement in front, the store behind: local hits need no round trip; misses claim in Redis. */
+export class StorePlacement implements Placement {
   constructor(
-    private readonly local: LocalRoute,
+    private readonly local: LocalPlacement,
     private readonly table: PersistenceTable,
     private readonly store: RedisStore,
     /** Is this backend name eligible here to keep an existing entry? */
     private readonly keeps: (backend: string) => boolean,
   ) {}
 
-  decide(key: string | null): Routed | null | Promise<Routed | null> {
+  async acquire(key: string | null): Promise<Lease | null> {
     const claiming = key === null ? undefined : this.store.claiming.get(key);
-    if (claiming) return claiming.then(() => this.decide(key));
+    if (claiming) {
+      await claiming;
+      return this.acquire(key);
+    }
     if (key === null || this.table.lookup(key) !== undefined || !this.store.up) {
-      const d = this.local.decide(key);
-      if (key !== null && d !== null && d.via !== 'table' && d.via !== 'overflow') this.store.set(key, d.backend);
-      return d;
+      const l = this.local.acquireNow(key);
+      if (key !== null && l !== null && l.via !== 'table' && l.via !== 'overflow') this.store.set(key, l.backend);
+      return l && new StoreLease(l, this.store);
     }
     const p = this.claim(key);
     const done = () => void this.store.claiming.delete(key);
@@ -164,32 +168,46 @@ export class StoreRoute implements RouteClient {
     return p;
   }
 
-  private async claim(key: string): Promise<Routed | null> {
-    const d = this.local.decide(key); // places, pins, counts
-    if (d === null) return null;
-    const winner = await this.store.claim(key, d.backend);
-    if (winner === null || winner === d.backend) return d;
-    if (!this.keeps(winner)) {
-      this.store.set(key, d.backend); // theirs is not eligible here: ours replaces it
-      return d;
-    }
-    // Another instance placed this key first: follow it.
-    this.local.swap(key, d.backend, winner);
-    return { backend: winner, via: 'table' };
+  private async claim(key: string): Promise<Lease | null> {
+    const l = this.local.acquireNow(key); // places, pins, counts
+    if (l === null) return null;
+    const winner = await this.store.claim(key, l.backend);
+    if (winner === null || winner === l.backend) return new StoreLease(l, this.store);
+    // Another instance placed this key first: follow it, unless theirs is not eligible here (then ours replaces it).
+    if (!this.keeps(winner) || !l.moveTo(winner)) this.store.set(key, l.backend);
+    return new StoreLease(l, this.store);
+  }
+}
+
+/** A local lease whose failovers are written to the store, and whose end restarts the key's ttl there. */
+class StoreLease implements Lease {
+  constructor(
+    private readonly l: LocalLease,
+    private readonly store: RedisStore,
+  ) {}
+
+  get backend(): string {
+    return this.l.backend;
   }
 
-  retry(key: string | null, r: RetryRequest): Routed | null {
-    const d = this.local.retry(key, r);
-    if (key !== null && d !== null && !r.keepEntry) this.store.set(key, d.backend);
-    return d;
+  get via(): Via {
+    return this.l.via;
   }
 
-  connected(backend: string): void {
-    this.local.connected(backend);
+  connected(): void {
+    this.l.connected();
   }
 
-  closed(key: string | null, backend: string | null, pinned: boolean): void {
-    this.local.closed(key, backend, pinned);
-    if (key !== null && pinned) this.store.touch(key);
+  async failed(why: ConnectFailure): Promise<Lease | null> {
+    const next = this.l.failedNow(why);
+    if (next === null) return null;
+    if (next.key !== null && !next.keepsEntry) this.store.set(next.key, next.backend);
+    return this;
+  }
+
+  release(): void {
+    const pinned = this.l.isPinned;
+    this.l.release();
+    if (pinned) this.store.touch(this.l.key!);
   }
 }

@@ -278,16 +278,18 @@ t.test('/metrics parses strictly and its counters match the traffic sent', async
     t.equal(value('l4lb_connections_active', fe), 0, `${p.fe}: no connection open`)
     t.equal(value('l4lb_bytes_in_total', fe), sum(xs, x => x.sent), `${p.fe}: bytes_in_total = the bytes clients sent`)
     t.equal(value('l4lb_bytes_out_total', fe), sum(xs, x => x.received), `${p.fe}: bytes_out_total = the bytes clients received`)
-    const misses = value('l4lb_persistence_misses_total', fe)
-    const hits = value('l4lb_persistence_hits_total', fe)
+    // Persistence belongs to pools (SPEC §9): a §3 frontend's implicit pool has the frontend's name.
+    const pool = { pool: p.fe }
+    const misses = value('l4lb_persistence_misses_total', pool)
+    const hits = value('l4lb_persistence_hits_total', pool)
     t.equal(misses, p.clients.length, `${p.fe}: one persistence miss per new client`)
     t.equal(hits, p.clients.length * (p.times - 1), `${p.fe}: hits for every later connection`)
     t.equal((hits ?? 0) + (misses ?? 0), xs.length, `${p.fe}: hits + misses = ${xs.length} routed connections`)
-    t.equal(value('l4lb_persistence_entries', fe), p.clients.length, `${p.fe}: one entry per client`)
+    t.equal(value('l4lb_persistence_entries', pool), p.clients.length, `${p.fe}: one entry per client`)
     t.equal(value('l4lb_failovers_total', fe), 0, `${p.fe}: no failover`)
   }
   for (const [fe, be, up] of [['fe1', 'a1', 1], ['fe1', 'a2', 1], ['fe2', 'b1', 1], ['fe2', 'b2', 0]] as const) {
-    const labels = { frontend: fe, backend: be }
+    const labels = { pool: fe, backend: be } // backends belong to pools (SPEC §9)
     t.equal(value('l4lb_backend_up', labels), up, `backend_up{${fe}/${be}} = ${up}`)
     const xs = done[fe]!.filter(x => x.backend === be)
     t.equal(value('l4lb_backend_connections_total', labels), xs.length, `${fe}/${be}: ${xs.length} connections`)
@@ -297,5 +299,5 @@ t.test('/metrics parses strictly and its counters match the traffic sent', async
   t.ok(new Set(done.fe1!.map(x => x.backend)).size === 2, 'fe1 used both its backends')
   const checks = families.get('l4lb_health_check_duration_seconds')
   t.equal(checks?.type, 'histogram', 'health check durations are a histogram')
-  t.ok((value('l4lb_health_check_duration_seconds_count', { frontend: 'fe2', backend: 'b2', result: 'fail' }) ?? 0) >= 2, 'failed checks of b2 are observed')
+  t.ok((value('l4lb_health_check_duration_seconds_count', { pool: 'fe2', backend: 'b2', result: 'fail' }) ?? 0) >= 2, 'failed checks of b2 are observed')
 })

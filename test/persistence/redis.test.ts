@@ -185,7 +185,7 @@ t.test('two instances, one Redis', async t => {
     }
     t.equal((await storeOf(A.admin))?.up, false, '/status says the store is down')
     const metrics = (await adminRequest(A.admin, 'GET', '/metrics')).text
-    t.match(metrics, /^l4lb_store_up\{frontend="fe"\} 0$/m, 'l4lb_store_up is 0')
+    t.match(metrics, /^l4lb_store_up\{pool="fe"\} 0$/m, 'l4lb_store_up is 0 (labelled by pool, SPEC §9)')
     const moved = await entryOf(A.admin, 'fe', `ip:${early}`)
     // Existing clients keep their backend; new ones are placed; nothing waits on Redis.
     for (const [name, port] of [['A', aFe!], ['B', bFe!]] as const) {

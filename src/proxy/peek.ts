@@ -1,71 +1,80 @@
 /**
- * The bounded, timed peek before routing: an inbound PROXY header (from a
- * trusted peer) and, for `affinity.key: sni`, the TLS ClientHello. Bytes
- * are buffered, never lost: what follows the PROXY header is handed to the
- * session to replay to the backend. One timer covers the whole handshake.
+ * One peek (STYLE §5): the bounded, timed read before placement. It reads an
+ * inbound PROXY header (from a trusted peer), then exactly what the
+ * frontend's plan asks for: the protocol of the first bytes, the TLS
+ * ClientHello. Every byte after the PROXY header is kept in one buffer and
+ * handed to the session, which replays it to the backend unchanged. One
+ * timer, from accept, covers the whole peek however the bytes are paced.
  */
 import type { Socket } from 'node:net';
-import type { FrontendRuntime, RefusedReason } from '../runtime.js';
-import { sniKey, sourceIpKey } from '../routing/affinity.js';
-import { MAX_HELLO, parseSni } from '../routing/sni.js';
+import type { FrontendPlan } from '../config/compile.js';
+import { parseClientHello } from '../routing/hello.js';
+import { MAX_HELLO } from '../routing/sni.js';
+import { sniffProtocol, type Protocol } from '../routing/sniff.js';
+import type { RefusedReason } from './frontend.js';
 import { parseProxyHeader, signatureOf, type Endpoint } from './proxy-header.js';
-import type { KeySource } from './session.js';
 
 export interface Peeked {
+  /** The client: the socket's peer, or the address from a trusted PROXY header. */
   readonly client: Endpoint;
-  /** From the inbound PROXY header, when it carried one. */
+  /** The client address came from a PROXY header. */
+  readonly viaProxy: boolean;
+  /** The destination from the inbound PROXY header, if any. */
   readonly destination: Endpoint | null;
-  readonly key: string | null;
-  readonly keySource: KeySource;
   /** Bytes received after the PROXY header: replayed to the backend. */
-  readonly early: Buffer;
+  readonly early: Buffer | null;
   /** The client already half-closed. */
   readonly ended: boolean;
+  /** From a complete ClientHello (when the plan asked for one). */
+  readonly sni: string | null;
+  readonly alpn: readonly string[];
+  /** When the plan asked for it. */
+  readonly protocol: Protocol | null;
 }
 
-export interface HandshakeDone {
+export interface PeekDone {
   (p: Peeked): void;
 }
-export interface HandshakeRefused {
+export interface PeekRefused {
   (reason: RefusedReason | 'client_closed', detail: string, client: Endpoint): void;
 }
 
 /** The most a PROXY v2 header can take (16 + 65535) plus a ClientHello: the buffer's hard bound. */
 const MAX_BUFFER = 16 + 65535 + MAX_HELLO + 1024;
+const NO_ALPN: readonly string[] = Object.freeze([]);
 
-export class Handshake {
+export class Peek {
   private buf: Buffer = Buffer.alloc(0);
-  private phase: 'proxy' | 'sni' = 'proxy';
+  private phase: 'proxy' | 'bytes';
   private client: Endpoint;
   private destination: Endpoint | null = null;
   private ended = false;
   private finished = false;
-  /** The client address came from a PROXY header. */
   private viaProxy = false;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
-    private readonly rt: FrontendRuntime,
+    private readonly plan: FrontendPlan,
     private readonly sock: Socket,
     peer: Endpoint,
     /** accept_proxy is on and the peer is in trusted_proxies. */
     private readonly trusted: boolean,
-    private readonly done: HandshakeDone,
-    private readonly refused: HandshakeRefused,
+    private readonly done: PeekDone,
+    private readonly refused: PeekRefused,
   ) {
     this.client = peer;
-    if (!trusted) this.phase = 'sni';
+    this.phase = trusted ? 'proxy' : 'bytes';
     sock.on('data', this.onData);
     sock.once('end', this.onEnd);
     sock.on('error', this.onError);
     sock.once('close', this.onClose);
-    this.timer = setTimeout(this.onTimeout, rt.config.timeouts.handshake);
+    this.timer = setTimeout(this.onTimeout, plan.handshakeMs);
   }
 
-  /** Decide at once if nothing needs waiting for (e.g. optional mode with a fast client). */
+  /** Decide at once if nothing needs waiting for. */
   start(): void {
     // A peer that is not a trusted proxy is the client itself: allow/deny apply to it before anything is read.
-    if (!this.trusted && !this.rt.admission.permits(this.client.address)) {
+    if (!this.trusted && !this.plan.admission.permits(this.client.address)) {
       this.refuse('denied', 'client address not allowed');
       return;
     }
@@ -101,18 +110,18 @@ export class Handshake {
   /** `final`: no more bytes will come in time (timeout or end). */
   private step(final = false): void {
     if (this.finished) return;
-    const fe = this.rt.config;
+    const plan = this.plan;
     if (this.phase === 'proxy') {
       const r = parseProxyHeader(this.buf);
       switch (r.kind) {
         case 'need-more':
           if (!final) return;
           // optional: fewer bytes than a signature (nothing, or an early "\r\n") carry no header: proceed without one
-          if (fe.accept_proxy === 'optional' && signatureOf(this.buf) === 'maybe') break;
+          if (plan.acceptProxy === 'optional' && signatureOf(this.buf) === 'maybe') break;
           this.refuse(this.buf.length === 0 && !this.ended ? 'handshake_timeout' : 'bad_proxy_header', 'no complete PROXY header in time');
           return;
         case 'none':
-          if (fe.accept_proxy === 'required') {
+          if (plan.acceptProxy === 'required') {
             this.refuse('bad_proxy_header', 'PROXY header required');
             return;
           }
@@ -121,7 +130,10 @@ export class Handshake {
           this.refuse('bad_proxy_header', r.reason);
           return;
         case 'header':
-          if (r.source) ((this.client = r.source), (this.viaProxy = true));
+          if (r.source) {
+            this.client = r.source;
+            this.viaProxy = true;
+          }
           this.destination = r.destination;
           this.buf = this.buf.subarray(r.length);
           break;
@@ -130,12 +142,12 @@ export class Handshake {
           throw new Error(String(never));
         }
       }
-      this.phase = 'sni';
-      if (!this.rt.admission.permits(this.client.address)) {
+      this.phase = 'bytes';
+      if (!plan.admission.permits(this.client.address)) {
         this.refuse('denied', 'client address not allowed');
         return;
       }
-    } else if (!this.trusted && fe.accept_proxy === 'optional') {
+    } else if (!this.trusted && plan.acceptProxy === 'optional') {
       const sig = signatureOf(this.buf);
       if (sig === 1 || sig === 2) {
         this.refuse('untrusted_proxy', 'PROXY header from a peer outside trusted_proxies');
@@ -144,29 +156,22 @@ export class Handshake {
       // fewer bytes than a signature: wait for more; if none come, they carry no header
       if (sig === 'maybe' && this.buf.length > 0 && !final) return;
     }
-    // phase sni (or no SNI needed)
-    if (fe.affinity.key !== 'sni') return this.finish(this.sourceKey(), this.viaProxy ? 'proxy' : 'socket');
-    const s = parseSni(this.buf);
-    if (s.kind === 'need-more') {
-      if (!final) return;
-      if (this.buf.length === 0) {
-        this.refuse(this.ended ? 'client_closed' : 'handshake_timeout', 'no ClientHello in time');
-        return;
-      }
-      return this.finish(this.fallbackKey(), 'fallback');
+    if (!plan.peeks) return this.finish(null, NO_ALPN, null);
+    let protocol: Protocol | null = null;
+    if (plan.peek.protocol) {
+      const p = sniffProtocol(this.buf, final);
+      if (p === 'need-more') return;
+      protocol = p;
     }
-    if (s.kind === 'name') return this.finish(sniKey(s.name), 'sni');
-    this.finish(this.fallbackKey(), 'fallback');
-  }
-
-  private sourceKey(): string | null {
-    const fe = this.rt.config;
-    return fe.affinity.key === 'none' ? null : sourceIpKey(this.client.address, fe.affinity);
-  }
-
-  private fallbackKey(): string | null {
-    const fe = this.rt.config;
-    return fe.affinity.fallback === 'none' ? null : sourceIpKey(this.client.address, fe.affinity);
+    if (final && this.buf.length === 0) {
+      this.refuse(this.ended ? 'client_closed' : 'handshake_timeout', this.plan.peek.hello ? 'no ClientHello in time' : 'no bytes in time');
+      return;
+    }
+    if (!plan.peek.hello || (protocol !== null && protocol !== 'tls')) return this.finish(null, NO_ALPN, protocol);
+    const h = parseClientHello(this.buf);
+    if (h.kind === 'need-more' && !final) return;
+    if (h.kind === 'hello') return this.finish(h.name, h.alpn, protocol);
+    this.finish(null, NO_ALPN, protocol);
   }
 
   private detach(): void {
@@ -178,10 +183,19 @@ export class Handshake {
     this.sock.removeListener('close', this.onClose);
   }
 
-  private finish(key: string | null, keySource: KeySource): void {
+  private finish(sni: string | null, alpn: readonly string[], protocol: Protocol | null): void {
     this.detach();
     this.sock.pause();
-    this.done({ client: this.client, destination: this.destination, key, keySource, early: this.buf, ended: this.ended });
+    this.done({
+      client: this.client,
+      viaProxy: this.viaProxy,
+      destination: this.destination,
+      early: this.buf,
+      ended: this.ended,
+      sni,
+      alpn,
+      protocol,
+    });
   }
 
   private refuse(reason: RefusedReason | 'client_closed', detail: string): void {

@@ -1,0 +1,52 @@
+/**
+ * A frontend at runtime: its plan (admission, routes, peek), its counters and
+ * its logger. Counters survive reloads: a reload builds a new runtime around
+ * the same stats object.
+ */
+import type { FrontendPlan } from '../config/compile.js';
+import type { Logger } from '../log.js';
+
+export type RefusedReason = 'denied' | 'over_limit' | 'untrusted_proxy' | 'bad_proxy_header' | 'handshake_timeout' | 'no_route';
+
+export const REFUSED_REASONS: readonly RefusedReason[] = ['denied', 'over_limit', 'untrusted_proxy', 'bad_proxy_header', 'handshake_timeout', 'no_route'];
+
+export interface FrontendStats {
+  active: number;
+  total: number;
+  refused: Record<RefusedReason, number>;
+  bytesIn: number;
+  bytesOut: number;
+  failovers: number;
+  noBackend: number;
+  connectFailed: number;
+}
+
+export function newStats(): FrontendStats {
+  return {
+    active: 0,
+    total: 0,
+    refused: Object.fromEntries(REFUSED_REASONS.map((r) => [r, 0])) as Record<RefusedReason, number>,
+    bytesIn: 0,
+    bytesOut: 0,
+    failovers: 0,
+    noBackend: 0,
+    connectFailed: 0,
+  };
+}
+
+export class FrontendRuntime {
+  readonly name: string;
+
+  constructor(
+    readonly plan: FrontendPlan,
+    readonly stats: FrontendStats,
+    /** Bound to { frontend }. */
+    readonly log: Logger,
+  ) {
+    this.name = plan.name;
+  }
+
+  static build(plan: FrontendPlan, prev: FrontendRuntime | undefined, log: Logger): FrontendRuntime {
+    return new FrontendRuntime(plan, prev?.stats ?? newStats(), log.child({ frontend: plan.name }));
+  }
+}
