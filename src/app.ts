@@ -71,7 +71,7 @@ export class App implements SessionHost, Control {
   async start(): Promise<void> {
     this.build(this.plan);
     if (!this.isWorker) await this.persistence.load();
-    if (!this.opts.primary) this.listeners = await this.bindAll(this.config, []);
+    if (!this.opts.primary) this.listeners = await this.bindAll(this.config, new Map());
     const a = this.config.admin;
     if (a && !this.isWorker) {
       const { Metrics } = require('./metrics/registry.js') as typeof import('./metrics/registry.js');
@@ -98,7 +98,8 @@ export class App implements SessionHost, Control {
   async reload(next: Config): Promise<void> {
     const plan = compile(next);
     const { keep, rest } = this.matchListeners(next);
-    const bound = this.opts.primary ? keep : await this.bindAll(next, keep);
+    const bound = this.opts.primary ? [...keep.keys()] : await this.bindAll(next, keep);
+    for (const [l, fe] of keep) l.frontend = fe; // only now: a failed bind keeps the running config whole
     for (const l of rest) void l.close();
     for (const p of this.pools.values()) p.stop();
     const oldPools = this.pools;
@@ -118,15 +119,14 @@ export class App implements SessionHost, Control {
    * matches a listener bound there (also one the old config wrote as port 0); a port-0 address keeps
    * its frontend's port-0 listener on that host. Each listener is kept at most once.
    */
-  private matchListeners(next: Config): { keep: Listener[]; rest: Listener[] } {
+  private matchListeners(next: Config): { keep: Map<Listener, string>; rest: Listener[] } {
     const free = new Set(this.listeners);
-    const keep: Listener[] = [];
+    const keep = new Map<Listener, string>();
     const take = (pred: (l: Listener) => boolean, frontend: string): boolean => {
       for (const l of free) {
         if (!pred(l)) continue;
         free.delete(l);
-        l.frontend = frontend;
-        keep.push(l);
+        keep.set(l, frontend);
         return true;
       }
       return false;
@@ -300,12 +300,13 @@ export class App implements SessionHost, Control {
     this.frontends = frontends;
   }
 
-  private async bindAll(config: Config, existing: readonly Listener[]): Promise<Listener[]> {
-    const out = [...existing];
+  /** Bind what `config` asks for beyond `kept` (listener → the frontend it will serve). */
+  private async bindAll(config: Config, kept: ReadonlyMap<Listener, string>): Promise<Listener[]> {
+    const out = [...kept.keys()];
     const fresh: Listener[] = [];
     try {
       for (const fe of config.frontends) {
-        const mine = out.filter((l) => l.frontend === fe.name);
+        const mine = out.filter((l) => kept.get(l) === fe.name);
         for (const a of fe.listen) {
           // already kept: the same fixed address, or a port-0 listener of this frontend on this host
           const kept = mine.find((l) => l.address.host === a.host && (a.port === 0 ? l.address.port === 0 : l.port === a.port));
