@@ -4,9 +4,9 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import cluster from 'node:cluster';
-import { App } from '../app.js';
-import { Primary, workerCount } from '../cluster/primary.js';
-import { runWorker } from '../cluster/worker.js';
+import { Primary, workerCount } from '../process/primary.js';
+import { SingleProcess } from '../process/single.js';
+import { runWorker } from '../process/worker.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { validate } from '../config/validate.js';
@@ -72,7 +72,7 @@ async function run(o: RunOptions): Promise<number> {
   process.on('uncaughtException', crash('uncaught exception: exiting'));
   process.on('unhandledRejection', crash('unhandled rejection: exiting'));
   const n = workerCount(config);
-  const app: { start(): Promise<void>; reload(c: typeof config): Promise<void>; stop(): Promise<void> } = n > 1 ? new Primary(config, log, n) : new App(config, log);
+  const app: { start(): Promise<void>; reload(c: typeof config): Promise<void>; stop(): Promise<void> } = n > 1 ? new Primary(config, log, n) : new SingleProcess(config, log);
   try {
     await app.start();
   } catch (err) {

@@ -28,7 +28,7 @@ t.test('npm pack ships only dist/, bin/, config/ and the package metadata', asyn
   const allowed = (f: string): boolean =>
     /^(dist|bin|config)\//.test(f) || ['package.json', 'README.md', 'LICENSE'].includes(f)
   t.same(files.filter(f => !allowed(f)), [], 'no file outside dist/, bin/, config/, package.json, README.md, LICENSE')
-  for (const needed of ['package.json', 'bin/l4lb', 'dist/cli/main.js', 'dist/app.js']) {
+  for (const needed of ['package.json', 'bin/l4lb', 'dist/cli/main.js', 'dist/process/single.js']) {
     t.ok(files.includes(needed), `ships ${needed}`)
   }
   t.notOk(files.some(f => f.endsWith('.ts')), 'no TypeScript sources')

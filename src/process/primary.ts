@@ -8,11 +8,16 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
-import { App, withPoolViews } from '../app.js';
 import type { FrontendStatus, PoolStatus, Status } from '../admin/control.js';
+import { compile } from '../config/compile.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Lease } from '../placement/lease.js';
+import { netDialer } from '../proxy/dialer.js';
+import { PersistenceSet } from '../store/persistence-set.js';
+import { ownStatus, PoolControl, withPoolViews } from './control.js';
+import { Runtimes } from './runtimes.js';
+import { holdingDeps, startAdmin, warnAdminChange, type Admin } from './shared.js';
 import type { Granted, ToPrimary, ToWorker } from './protocol.js';
 
 export function workerCount(config: Config): number {
@@ -20,7 +25,10 @@ export function workerCount(config: Config): number {
 }
 
 export class Primary {
-  readonly app: App;
+  private readonly persistence: PersistenceSet;
+  private readonly runtimes: Runtimes;
+  private readonly control: PoolControl;
+  private admin: Admin | null = null;
   private readonly workers = new Set<Worker>();
   private readonly listening = new Set<string>();
   private nextId = 1;
@@ -34,12 +42,20 @@ export class Primary {
     private readonly log: Logger,
     private readonly count: number,
   ) {
-    this.app = new App(config, log, undefined, { primary: { mergeStatus: (own) => this.merge(own) } });
+    this.persistence = new PersistenceSet(log);
+    this.runtimes = new Runtimes(holdingDeps(log, netDialer, this.persistence, () => this.admin?.metrics ?? null));
+    this.control = new PoolControl(this.runtimes, this.persistence, () => this.merge(ownStatus(this.runtimes, this.persistence, null)), () => !this.stopping);
   }
 
   /** Start the routing state and admin API, fork the workers and wait until every one serves. */
   async start(): Promise<void> {
-    await this.app.start();
+    const plan = compile(this.config);
+    this.persistence.apply(plan);
+    this.runtimes.apply(plan);
+    await this.persistence.load();
+    this.admin = await startAdmin(this.config, this.control, this.log);
+    this.runtimes.startChecks();
+    this.persistence.schedule();
     cluster.schedulingPolicy = cluster.SCHED_NONE; // each worker accepts on the shared socket itself
     const ready = Array.from({ length: this.count }, () => this.fork());
     await Promise.all(ready);
@@ -127,7 +143,7 @@ export class Primary {
           switch (op[0]) {
             case 'a': {
               const [, id, pool, key] = op;
-              const p = this.app.pool(pool);
+              const p = this.runtimes.pool(pool);
               if (!p) {
                 this.answer(w, id, null);
                 break;
@@ -204,7 +220,12 @@ export class Primary {
   async reload(next: Config): Promise<void> {
     if (workerCount(next) !== this.count) this.log.warn({ running: this.count }, 'workers changed: takes effect at the next restart');
     await probeNewAddresses(this.config, next, this.bound);
-    await this.app.reload(next);
+    const plan = compile(next);
+    this.persistence.apply(plan);
+    this.runtimes.apply(plan);
+    warnAdminChange(this.config, next, this.log);
+    this.runtimes.startChecks();
+    this.persistence.schedule();
     this.config = next;
     const gen = ++this.gen;
     const errors = await new Promise<string[]>((resolve) => {
@@ -224,7 +245,10 @@ export class Primary {
     const grace = this.config.shutdown_grace + 5000;
     await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, grace).unref())]);
     for (const w of this.workers) if (!w.isDead()) w.process.kill('SIGKILL');
-    await this.app.stop();
+    this.runtimes.stopChecks();
+    this.runtimes.dispose();
+    await this.persistence.close();
+    await this.admin?.server.close();
   }
 
   /** The primary's own figures (pools, backend states, tables, open counts) plus the workers' (traffic). */

@@ -4,12 +4,17 @@
  * one persistence table, so a key maps to one backend whichever worker
  * accepted its connection.
  */
-import { App } from '../app.js';
+import { compile } from '../config/compile.js';
 import type { Config } from '../config/schema.js';
-import { createLogger, type LogFormat } from '../log.js';
+import { createLogger, type LogFormat, type Logger } from '../log.js';
+import { netDialer } from '../proxy/dialer.js';
+import { Runtimes } from './runtimes.js';
+import { Serving } from './serving.js';
 import type { Lease, Placement } from '../placement/lease.js';
 import type { ConnectFailure } from '../proxy/dialer.js';
 import type { Via } from '../routing/router.js';
+import type { Status } from '../admin/control.js';
+import { ownStatus } from './control.js';
 import type { Granted, LeaseOp, ToPrimary, ToWorker } from './protocol.js';
 
 /**
@@ -119,9 +124,50 @@ class RemoteLease implements Lease {
   }
 }
 
+/**
+ * The worker root: runtimes whose pools place through the primary (no tables, no health checks, no
+ * admin API), and the data plane serving the shared listening sockets.
+ */
+class WorkerProcess {
+  private readonly runtimes: Runtimes;
+  private readonly serving: Serving;
+  private config: Config;
+
+  constructor(
+    config: Config,
+    readonly log: Logger,
+    ch: Channel,
+  ) {
+    this.config = config;
+    this.runtimes = new Runtimes({ log, dialer: netDialer, table: () => null, placement: (p) => new RemotePlacement(p.name, ch) });
+    this.serving = new Serving(this.runtimes, netDialer, log, (fe, address, port) => ch.send({ t: 'listening', fe, address, port }));
+  }
+
+  async start(): Promise<void> {
+    this.runtimes.apply(compile(this.config));
+    await this.serving.start(this.config);
+  }
+
+  async reload(next: Config): Promise<void> {
+    const plan = compile(next);
+    await this.serving.rebind(next);
+    this.runtimes.apply(plan);
+    this.config = next;
+  }
+
+  async stop(): Promise<void> {
+    await this.serving.stop(this.config.shutdown_grace);
+  }
+
+  /** This worker's traffic figures; the primary adds them to its own. */
+  status(): Status {
+    return ownStatus(this.runtimes, null, this.serving);
+  }
+}
+
 export function runWorker(logFormat: LogFormat, logLevel: string | undefined): void {
   const ch = new Channel();
-  let app: App | null = null;
+  let app: WorkerProcess | null = null;
   let stopping = false;
   const stop = () => {
     if (stopping) return;
@@ -142,7 +188,7 @@ export function runWorker(logFormat: LogFormat, logLevel: string | undefined): v
         void apply(m.gen, m.config);
         return;
       case 'stats?':
-        if (app) void Promise.resolve(app.status()).then((s) => ch.send({ t: 'stats', id: m.id, s }));
+        if (app) ch.send({ t: 'stats', id: m.id, s: app.status() });
         return;
       case 'stop':
         stop();
@@ -158,11 +204,7 @@ export function runWorker(logFormat: LogFormat, logLevel: string | undefined): v
   async function apply(gen: number, config: Config): Promise<void> {
     try {
       if (app === null) {
-        const log = createLogger(logLevel ?? config.log.level, logFormat);
-        app = new App(config, log, undefined, {
-          remotePlacement: (pool) => new RemotePlacement(pool, ch),
-          onListening: (fe, address, port) => ch.send({ t: 'listening', fe, address, port }),
-        });
+        app = new WorkerProcess(config, createLogger(logLevel ?? config.log.level, logFormat), ch);
         await app.start();
         ch.send({ t: 'ready' });
       } else {
