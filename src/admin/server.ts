@@ -113,7 +113,7 @@ export class AdminServer {
       if (!this.authorized(req)) return json(res, 401, { error: 'missing or wrong bearer token' });
       const r = c.setMode(parts[1]!, parts[2]!, action);
       if (!r.ok) return json(res, 404, { error: r.error });
-      this.log.info({ frontend: parts[1], backend: parts[2], action }, 'backend mode changed');
+      this.log.info({ pool: parts[1], backend: parts[2], action }, 'backend mode changed');
       return json(res, 200, r.value);
     }
     return json(res, 404, { error: `no route ${method} ${path}` });

@@ -60,16 +60,21 @@ function human(n: number): string {
   return i === 0 ? `${n}B` : `${n.toFixed(1)}${u[i]}`;
 }
 
+/** `l4lb status`: each frontend (where it listens, where its connections go), then each pool with its backends. */
 export function formatStatus(s: Status): string {
   const out: string[] = [];
   for (const fe of s.frontends) {
-    const p = fe.persistence;
+    const to = fe.routes ? fe.routes.map((r, i) => `${r.name ?? i}: ${r.match} -> ${r.pool}`).join(' | ') : `-> ${fe.pools.join(', ')}`;
+    out.push(`${fe.name}  ${fe.listen.join(' ')}  open ${fe.active}  total ${fe.total}  failovers ${fe.failovers}  ${to}`);
+  }
+  out.push('');
+  for (const pool of s.pools) {
+    const p = pool.persistence;
     const ratio = p.hits + p.misses === 0 ? '-' : `${((100 * p.hits) / (p.hits + p.misses)).toFixed(1)}%`;
-    out.push(
-      `${fe.name}  ${fe.listen.join(' ')}  open ${fe.active}  total ${fe.total}  failovers ${fe.failovers}  entries ${p.size}  hit ratio ${ratio}`,
-    );
+    const from = s.frontends.filter((f) => f.pools.includes(pool.name)).map((f) => f.name);
+    out.push(`${pool.name}  pool${from.length > 0 ? ` (from ${from.join(', ')})` : ''}  entries ${p.size}  hit ratio ${ratio}${pool.store ? `  store ${pool.store.up ? 'up' : 'DOWN'}` : ''}`);
     const rows = [['BACKEND', 'ADDRESS', 'STATE', 'WEIGHT', 'OPEN', 'TOTAL', 'IN', 'OUT', 'FAILS']];
-    for (const b of fe.backends) {
+    for (const b of pool.backends) {
       rows.push([b.name + (b.backup ? ' (backup)' : ''), b.address, b.state, String(b.weight), String(b.active), String(b.total), human(b.bytes_in), human(b.bytes_out), String(b.connect_failures)]);
     }
     const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

@@ -10,6 +10,7 @@ import type { BackendView } from '../routing/balancer.js';
 import { ConsistentHash } from '../routing/balancer.js';
 import { affinityKey, type KeySource } from '../routing/keys.js';
 import { Router } from '../routing/router.js';
+import type { Protocol } from '../routing/sniff.js';
 import { L4lbError } from '../errors.js';
 
 export interface ClientExplanation {
@@ -33,6 +34,8 @@ export interface ClientQuestion {
   readonly sni?: string;
   readonly alpn?: readonly string[];
   readonly port?: number;
+  /** The sniffed protocol; default: tls with an SNI or ALPN, else other. */
+  readonly protocol?: Protocol;
 }
 
 export function pickFrontend(plan: Plan, name?: string): FrontendPlan {
@@ -78,7 +81,7 @@ export function explainClient(config: Config, q: ClientQuestion, frontend?: stri
       sni,
       alpn: q.alpn ?? [],
       source: ip,
-      protocol: sni !== null || (q.alpn?.length ?? 0) > 0 ? 'tls' : null,
+      protocol: q.protocol ?? (sni !== null || (q.alpn?.length ?? 0) > 0 ? 'tls' : 'other'),
       destinationPort: q.port ?? fe.config.listen[0]!.port,
     });
     poolName = m?.pool ?? null;

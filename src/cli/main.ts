@@ -13,6 +13,7 @@ import { validate } from '../config/validate.js';
 import { ConfigError, L4lbError } from '../errors.js';
 import { createLogger, type LogFormat } from '../log.js';
 import { VERSION } from '../version.js';
+import type { Protocol } from '../routing/sniff.js';
 import type { AdminAction, Status } from '../admin/control.js';
 import { adminTarget, call, formatStatus } from './admin-client.js';
 import { explainClient, explainRing, formatClient, formatRing } from './explain.js';
@@ -122,6 +123,7 @@ interface ExplainOptions {
   sni?: string;
   alpn?: string[];
   port?: string;
+  protocol?: Protocol;
   frontend?: string;
   pool?: string;
   ring?: boolean;
@@ -142,7 +144,7 @@ function explain(o: ExplainOptions): number {
     port = Number(o.port);
     if (!/^\d{1,5}$/.test(o.port) || port < 1 || port > 65535) throw new L4lbError('L4LB_ERR_ARGS', `--port: "${o.port}" is not a port (1..65535)`);
   }
-  const e = explainClient(config, { client: o.client, ...(o.sni !== undefined ? { sni: o.sni } : {}), ...(o.alpn ? { alpn: o.alpn } : {}), ...(port !== undefined ? { port } : {}) }, o.frontend);
+  const e = explainClient(config, { client: o.client, ...(o.sni !== undefined ? { sni: o.sni } : {}), ...(o.alpn ? { alpn: o.alpn } : {}), ...(port !== undefined ? { port } : {}), ...(o.protocol ? { protocol: o.protocol } : {}) }, o.frontend);
   process.stdout.write((o.json ? JSON.stringify(e) : formatClient(e)) + '\n');
   return 0;
 }
@@ -226,6 +228,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--sni <name>', 'TLS server name the client sends')
     .option('--alpn <protocol>', 'an ALPN protocol the client offers (repeatable)', collect)
     .option('--port <port>', 'the port the client connects to (destination_port routes)')
+    .addOption(new Option('--protocol <protocol>', 'the protocol of its first bytes (default: tls with --sni/--alpn, else other)').choices(['tls', 'ssh', 'http', 'other']))
     .option('--frontend <name>', 'frontend (default: the first)')
     .option('--pool <name>', 'with --ring: the pool (default: the frontend\'s, when it has one)')
     .option('--ring', "print each backend's exact share of the ring")
