@@ -35,6 +35,8 @@ export interface FrontendStatus {
   failovers: number;
   no_backend: number;
   connect_failed: number;
+  /** accept() failures: l4lb out of file descriptors (or another local resource). */
+  accept_errors: number;
   /** For a frontend sending every connection to one pool: that pool's (§4); else zeros. */
   persistence: PersistenceFigures;
   store?: StoreStatus;

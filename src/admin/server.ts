@@ -27,13 +27,50 @@ export class AdminServer {
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {
-    this.server = createServer((req, res) => {
-      this.handle(req, res).catch((err: Error) => {
-        this.log.error({ err: err.message, url: req.url }, 'admin request failed');
-        if (!res.headersSent) json(res, 500, { error: 'internal error' });
-        else res.destroy();
-      });
+    this.server = createServer(
+      {
+        // A client that has not sent a complete request within 10 s is closed (Node checks every second).
+        headersTimeout: REQUEST_TIMEOUT_MS,
+        requestTimeout: REQUEST_TIMEOUT_MS,
+        connectionsCheckingInterval: 1000,
+        keepAliveTimeout: 5000,
+      },
+      (req, res) => {
+        this.serve(req, res).catch((err: Error) => {
+          this.log.error({ err: err.message, url: req.url }, 'admin request failed');
+          if (!res.headersSent) json(res, 500, { error: 'internal error' });
+          else res.destroy();
+        });
+      },
+    );
+    // More concurrent connections than this are closed at accept: the admin API is for a few operators and scrapers.
+    this.server.maxConnections = MAX_CONNECTIONS;
+    this.server.on('clientError', (err: NodeJS.ErrnoException, sock) => {
+      // Bad request lines, timeouts, oversized headers: answer if the socket still can, never log per client at error.
+      if (sock.writable && !sock.destroyed) sock.end(err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      sock.destroy();
     });
+  }
+
+  /** Read the body (bounded), then answer; a malformed URL is the client's error, not ours. */
+  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_BODY) return tooLarge(req, res);
+    if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) {
+      const body = await readBody(req, MAX_BODY);
+      if (body === null) return tooLarge(req, res);
+    }
+    let url: URL;
+    let parts: string[];
+    try {
+      url = new URL(req.url ?? '/', 'http://admin');
+      parts = (url.pathname.replace(/\/+$/, '') || '/').split('/').slice(1).map(decodeURIComponent);
+      // URLSearchParams decodes leniently (a bad %XX stays as text, a cut UTF-8 sequence becomes U+FFFD): check strictly.
+      for (const pair of url.search.slice(1).split('&')) if (pair !== '') decodeURIComponent(pair.replace(/\+/g, ' '));
+    } catch {
+      return json(res, 400, { error: 'malformed URL encoding' });
+    }
+    return this.handle(req, res, url, parts);
   }
 
   listen(): Promise<number> {
@@ -64,12 +101,11 @@ export class AdminServer {
     return a.length === b.length && timingSafeEqual(a, b);
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin');
+  private async handle(req: IncomingMessage, res: ServerResponse, url: URL, raw: string[]): Promise<void> {
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
     const c = this.control;
-    const parts = path.split('/').slice(1).map(decodeURIComponent);
+    const parts = raw;
 
     if (method === 'GET' && path === '/healthz') {
       const ok = c.accepting();
@@ -118,6 +154,37 @@ export class AdminServer {
     }
     return json(res, 404, { error: `no route ${method} ${path}` });
   }
+}
+
+/** Request bodies are capped: nothing an admin client sends may cost the data plane (SPEC §14). */
+export const MAX_BODY = 64 * 1024;
+const REQUEST_TIMEOUT_MS = 10_000;
+const MAX_CONNECTIONS = 64;
+
+/** The body, or null past `max` bytes (reading stops there). */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    const onData = (c: Buffer) => {
+      n += c.length;
+      if (n > max) {
+        req.removeListener('data', onData);
+        req.pause();
+        resolve(null);
+        return;
+      }
+      chunks.push(c);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}
+
+/** 413, then close the connection: the rest of the body is never read. */
+function tooLarge(req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(413, { 'content-type': 'application/json', connection: 'close' }).end(JSON.stringify({ error: `request body over ${MAX_BODY} bytes` }) + '\n', () => req.socket.destroy());
 }
 
 function isAction(a: string): a is AdminAction {

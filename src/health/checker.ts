@@ -6,7 +6,10 @@
  * backend's next check starts only after its last one finished.
  */
 import type { Socket } from 'node:net';
-import type { Dialer } from '../proxy/dialer.js';
+import { ConnectError, type Dialer } from '../proxy/dialer.js';
+
+/** A check l4lb could not run (its own resources ran out): counts neither way. */
+const INCONCLUSIVE = Symbol('inconclusive');
 import type { BackendRuntime, HealthPolicy, TransitionListener } from './state.js';
 
 export interface CheckOptions {
@@ -96,9 +99,11 @@ export class ActiveHealth implements HealthPolicy {
     const why = await this.check(b);
     if (this.stopped) return;
     const ms = performance.now() - t0;
-    this.observe(b, ms / 1000, why === null);
-    if (why === null) this.passed(b);
-    else this.failed(b, `check: ${why}`);
+    if (why !== INCONCLUSIVE) {
+      this.observe(b, ms / 1000, why === null);
+      if (why === null) this.passed(b);
+      else this.failed(b, `check: ${why}`);
+    }
     this.schedule(b, Math.max(0, this.opts.interval - ms));
   }
 
@@ -114,13 +119,14 @@ export class ActiveHealth implements HealthPolicy {
     if (b.fails >= this.opts.fall && b.transition(['up'], 'down')) this.onTransition(b, 'down', `${b.fails} consecutive failures (last: ${why})`);
   }
 
-  /** null when healthy, else why not. */
-  private async check(b: BackendRuntime): Promise<string | null> {
+  /** null when healthy, else why not; INCONCLUSIVE when l4lb itself could not open a socket (EMFILE...). */
+  private async check(b: BackendRuntime): Promise<string | null | typeof INCONCLUSIVE> {
     const deadline = performance.now() + this.opts.timeout;
     let sock: Socket;
     try {
       sock = await this.dialer.connect(b.plan.address, this.opts.timeout);
     } catch (err) {
+      if (err instanceof ConnectError && err.reason === 'local') return INCONCLUSIVE;
       return `connect ${(err as Error).message}`;
     }
     if (this.stopped) {

@@ -52,6 +52,7 @@ export class LocalPlacement implements Placement {
     if (d === null) return null;
     const b = p.backends[d.backend]!;
     if (key !== null && p.table !== null && d.write) p.table.assign(key, b.name);
+    if (d.via === 'last_resort') p.log.warn({ key, backend: b.name }, 'placed on draining backend: last resort');
     return new LocalLease(p, key, b, d.via);
   }
 }
@@ -119,7 +120,10 @@ export class LocalLease implements Lease {
     const m = moved === undefined ? undefined : p.router.index.get(moved);
     if (m !== undefined && !this.tried.has(m) && p.view.keeps(m) && p.view.hasRoom(m)) return p.backends[m]!;
     const d = p.router.next(key, UNHASHED, p.view, this.tried);
-    return d === null ? null : p.backends[d.backend]!;
+    if (d === null) return null;
+    const b = p.backends[d.backend]!;
+    if (d.via === 'last_resort') p.log.warn({ key, backend: b.name }, 'placed on draining backend: last resort');
+    return b;
   }
 
   /** Before connecting: the key belongs elsewhere (another instance placed it first, says the store). */

@@ -64,6 +64,10 @@ export class PoolRuntime {
         return b.plan.maxConnections === 0 || b.active < b.plan.maxConnections;
       },
       active: (i) => bs[i]!.active,
+      lastResort: (i) => {
+        const b = bs[i]!;
+        return b.health === 'up' && b.mode === 'draining' && b.plan.weight > 0;
+      },
     };
     this.local = new LocalPlacement(this);
     this.placement = this.local;

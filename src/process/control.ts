@@ -47,6 +47,7 @@ export function ownStatus(runtimes: Runtimes, persistence: PersistenceSet | null
       failovers: st.failovers,
       no_backend: st.noBackend,
       connect_failed: st.connectFailed,
+      accept_errors: st.acceptErrors,
       persistence: { size: 0, hits: 0, misses: 0, evictions: 0 },
       backends: [],
     };

@@ -268,6 +268,7 @@ export class Primary {
         out.failovers += wf.failovers;
         out.no_backend += wf.no_backend;
         out.connect_failed += wf.connect_failed;
+        out.accept_errors += wf.accept_errors;
       }
       return out;
     });

@@ -19,6 +19,8 @@ export interface FrontendStats {
   failovers: number;
   noBackend: number;
   connectFailed: number;
+  /** accept() failures (EMFILE, ENFILE, ...): connections the kernel had and l4lb could not take. */
+  acceptErrors: number;
 }
 
 export function newStats(): FrontendStats {
@@ -31,6 +33,7 @@ export function newStats(): FrontendStats {
     failovers: 0,
     noBackend: 0,
     connectFailed: 0,
+    acceptErrors: 0,
   };
 }
 

@@ -28,6 +28,9 @@ export interface SessionHost {
 
 const NO_ALPN: readonly string[] = Object.freeze([]);
 
+/** One "accept failed" line per episode of local resource exhaustion, for the whole process. */
+const episode = { open: false };
+
 export class Listener {
   private readonly server: Server;
   /** The bound port (the real one for port 0). */
@@ -49,7 +52,7 @@ export class Listener {
       this.server.once('error', onError);
       this.server.listen({ host: this.address.host, port: this.address.port, ipv6Only: this.address.family === 6 }, () => {
         this.server.removeListener('error', onError);
-        this.server.on('error', () => {}); // accept errors (EMFILE...) surface per connection; keep serving
+        this.server.on('error', (err: NodeJS.ErrnoException) => this.acceptFailed(err)); // keep serving
         const a = this.server.address();
         this.port = typeof a === 'object' && a ? a.port : this.address.port;
         resolve(this.port);
@@ -67,7 +70,23 @@ export class Listener {
     return Promise.resolve();
   }
 
+  /**
+   * accept() failed: out of file descriptors (EMFILE, ENFILE) or another local error. libuv drops the
+   * pending connection and goes on listening; l4lb logs once per episode and counts every failure.
+   */
+  private acceptFailed(err: NodeJS.ErrnoException): void {
+    const fe = this.host.frontend(this.frontend);
+    if (fe) fe.stats.acceptErrors++;
+    if (episode.open) return;
+    episode.open = true;
+    (fe?.log ?? null)?.error({ err: err.code ?? err.message, address: this.address.host, port: this.port }, 'accept failed: l4lb is out of file descriptors or another local resource; serving what it can');
+  }
+
   private accept(sock: Socket): void {
+    if (episode.open) {
+      episode.open = false;
+      this.host.frontend(this.frontend)?.log.warn({ address: this.address.host, port: this.port }, 'accepting again');
+    }
     const fe = this.host.frontend(this.frontend);
     const peer = sock.remoteAddress;
     if (!fe || peer === undefined) {

@@ -15,7 +15,7 @@ export type CloseReason =
   | 'connect_failed'
   | 'client_error'
   | 'backend_error'
-  | 'untrusted_proxy'
+  | 'untrusted_proxy' // logged as a refusal (outcome.refused), not a close
   | 'shutdown';
 
 /** Refused before relaying. `wasActive`: it had been counted as an open connection. */
@@ -49,7 +49,6 @@ export function closed(fe: FrontendRuntime, r: CloseRecord): void {
   st.bytesOut += r.bytesOut;
   if (r.reason === 'no_backend') st.noBackend++;
   else if (r.reason === 'connect_failed') st.connectFailed++;
-  else if (r.reason === 'untrusted_proxy') st.refused.untrusted_proxy++;
   const b = r.backend;
   if (b) {
     b.bytesIn += r.bytesIn;

@@ -11,7 +11,7 @@ import type { PoolRuntime } from '../placement/pool.js';
 import type { ChosenKey } from '../routing/keys.js';
 import { ConnectError, READS_TO_CALLBACK, type ConnectFailure, type Dialer, type OnRead } from './dialer.js';
 import type { FrontendRuntime } from './frontend.js';
-import { closed, type CloseReason } from './outcome.js';
+import { closed, refused, type CloseReason } from './outcome.js';
 import type { Peeked } from './peek.js';
 import { buildProxyHeader, signatureOf, type Endpoint } from './proxy-header.js';
 
@@ -42,6 +42,8 @@ export class Session {
   private quietSince = 0;
   /** The backend's reads come to onBackendData (the dialer honoured BACKEND_READS), not through pipe(). */
   private direct = false;
+  /** The socket to reset rather than close (the other side failed). */
+  private abortOther: Socket | null = null;
 
   constructor(
     private readonly fe: FrontendRuntime,
@@ -274,11 +276,20 @@ export class Session {
     }
   }
 
+  /** The client failed (a reset, mostly): the backend is reset too, so it cannot take a cut request for a whole one. */
   onClientError(): void {
+    this.abortOther = this.backendSock;
     this.finish(this.reason ?? 'client_error');
   }
 
+  /**
+   * The backend failed mid-stream: the client is reset too, so a protocol that reads until EOF sees the
+   * answer was cut (a clean FIN would say it was whole). Also after the client half-closed: the answer
+   * was still coming.
+   */
   onBackendError(): void {
+    this.abortOther = this.client;
+    if (this.reason === 'client_closed') this.reason = null;
     this.finish(this.reason ?? 'backend_error');
   }
 
@@ -301,9 +312,18 @@ export class Session {
     this.reason ??= reason;
     const c = this.client;
     const s = this.backendSock;
-    c.destroy();
-    s?.destroy();
+    for (const sock of [c, s]) {
+      if (sock === null || sock.destroyed) continue;
+      if (sock === this.abortOther) sock.resetAndDestroy();
+      else sock.destroy();
+    }
     this.lease?.release();
+    if (this.reason === 'untrusted_proxy') {
+      // Closed before any byte reached a backend: a refusal (SPEC §15), whatever was dialled meanwhile.
+      refused(this.fe, this.init.client.address, 'untrusted_proxy', 'PROXY header from a peer outside trusted_proxies', true);
+      this.onDone(this);
+      return;
+    }
     closed(this.fe, {
       client: this.init.client.address,
       key: this.key.key,

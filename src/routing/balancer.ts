@@ -14,6 +14,8 @@ export interface BackendView {
   keeps(i: number): boolean;
   /** Below its max_connections. */
   hasRoom(i: number): boolean;
+  /** Up and draining (weight > 0): may take a new key only when no other backend can (SPEC §15). */
+  lastResort?(i: number): boolean;
   active(i: number): number;
 }
 

@@ -3,7 +3,10 @@
  * with an idle ttl (capped at max_entries, least recently used goes first).
  * A key with open connections is pinned outside the LRU, so it can neither
  * expire nor be evicted; its ttl starts again when its last connection
- * closes. The clock is injectable for tests.
+ * closes. Deleting a pinned key's entry keeps its connection count: a later
+ * connection's new entry is pinned by every open connection of the key,
+ * old and new (SPEC §1: no entry expires while its key has a connection
+ * open). The clock is injectable for tests.
  */
 import { LRUCache } from 'lru-cache';
 
@@ -39,7 +42,8 @@ export interface Clock {
 }
 
 interface Pinned {
-  backend: string;
+  /** undefined: the entry was deleted while connections stayed open. */
+  backend: string | undefined;
   connections: number;
 }
 
@@ -71,7 +75,9 @@ export class LocalTable implements PersistenceTable {
   /** Live entries. Expired ones are purged first (O(n): for status and metrics, not per connection). */
   get size(): number {
     this.lru.purgeStale();
-    return this.lru.size + this.pinned.size;
+    let deleted = 0;
+    for (const p of this.pinned.values()) if (p.backend === undefined) deleted++;
+    return this.lru.size + this.pinned.size - deleted;
   }
 
   get evictions(): number {
@@ -111,38 +117,54 @@ export class LocalTable implements PersistenceTable {
     if (!p) return;
     if (--p.connections > 0) return;
     this.pinned.delete(key);
-    this.lru.set(key, p.backend);
+    if (p.backend !== undefined) this.lru.set(key, p.backend);
   }
 
   delete(key: string): boolean {
-    const a = this.pinned.delete(key);
-    return this.lru.delete(key) || a;
+    const p = this.pinned.get(key);
+    let had = false;
+    if (p && p.backend !== undefined) {
+      p.backend = undefined; // the connections stay counted
+      had = true;
+    }
+    return this.lru.delete(key) || had;
   }
 
   clear(): number {
     const n = this.size;
-    this.pinned.clear();
+    for (const p of this.pinned.values()) p.backend = undefined;
     this.lru.clear();
     return n;
   }
 
   retain(keep: (backend: string, key: string) => boolean): number {
     let n = 0;
-    for (const [k, p] of this.pinned) if (!keep(p.backend, k)) (this.pinned.delete(k), n++);
-    for (const [k, b] of this.lru.entries()) if (!keep(b, k)) (this.lru.delete(k), n++);
+    for (const [k, p] of this.pinned) {
+      if (p.backend !== undefined && !keep(p.backend, k)) {
+        p.backend = undefined;
+        n++;
+      }
+    }
+    for (const [k, b] of this.lru.entries()) {
+      if (!keep(b, k)) {
+        this.lru.delete(k);
+        n++;
+      }
+    }
     return n;
   }
 
   get(key: string): PersistenceEntry | undefined {
     const p = this.pinned.get(key);
-    if (p) return { key, backend: p.backend, expiresAt: null, connections: p.connections };
+    if (p?.backend !== undefined) return { key, backend: p.backend, expiresAt: null, connections: p.connections };
+    if (p) return undefined;
     const backend = this.lru.get(key);
     if (backend === undefined) return undefined;
     return { key, backend, expiresAt: this.expiry(key), connections: 0 };
   }
 
   *entries(): IterableIterator<PersistenceEntry> {
-    for (const [key, p] of this.pinned) yield { key, backend: p.backend, expiresAt: null, connections: p.connections };
+    for (const [key, p] of this.pinned) if (p.backend !== undefined) yield { key, backend: p.backend, expiresAt: null, connections: p.connections };
     for (const [key, backend] of this.lru.entries()) yield { key, backend, expiresAt: this.expiry(key), connections: 0 };
   }
 

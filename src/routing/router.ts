@@ -14,7 +14,8 @@ export type Via =
   | 'table' //      the key's persistence entry
   | 'placed' //     a new key (or one whose backend is no longer eligible), by the balancer
   | 'overflow' //   the entry's backend is at max_connections: elsewhere for this connection only
-  | 'failover'; //  a previous attempt of this connection failed
+  | 'failover' //   a previous attempt of this connection failed
+  | 'last_resort'; // no backend takes new keys but a draining one: placed there rather than refused
 
 export interface Decision {
   readonly backend: number;
@@ -89,7 +90,16 @@ export class Router {
     }
     hash = this.resolve(key, hash);
     const p = this.balancer.pick(hash, this.placementView(view), EMPTY) ?? (this.policy.boundedLoad !== null ? this.balancer.pick(hash, view, EMPTY) : null);
-    return p && { backend: p.backend, via: 'placed', point: p.point, write: key !== null };
+    if (p) return { backend: p.backend, via: 'placed', point: p.point, write: key !== null };
+    return this.lastResort(hash, view, EMPTY, key);
+  }
+
+  /** Nothing takes new keys: a draining backend does, rather than refusing the client. */
+  private lastResort(hash: number, view: BackendView, tried: ReadonlySet<number>, key: string | null): Decision | null {
+    const lr = view.lastResort;
+    if (lr === undefined) return null;
+    const p = this.balancer.pick(hash, { ...view, acceptsNew: (i) => lr.call(view, i) }, tried);
+    return p && { backend: p.backend, via: 'last_resort', point: p.point, write: key !== null };
   }
 
   /** on_recovery: return — the entry is away from its ring home, and the home takes new keys again. */
@@ -127,7 +137,8 @@ export class Router {
   next(key: string | null, hash: number, view: BackendView, tried: ReadonlySet<number>): Decision | null {
     hash = this.resolve(key, hash);
     const p = this.balancer.pick(hash, this.placementView(view), tried) ?? (this.policy.boundedLoad !== null ? this.balancer.pick(hash, view, tried) : null);
-    return p && { backend: p.backend, via: 'failover', point: p.point, write: key !== null };
+    if (p) return { backend: p.backend, via: 'failover', point: p.point, write: key !== null };
+    return this.lastResort(hash, view, tried, key);
   }
 
   private anyPrimary(view: BackendView): boolean {

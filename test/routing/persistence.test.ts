@@ -210,3 +210,33 @@ t.test('delete and clear', async (t) => {
   t.equal(table.clear(), 1);
   t.equal(table.size, 0);
 });
+
+t.test('a key deleted while a connection is open: the next entry is pinned by every open connection (issue 11)', async (t) => {
+  const { table, advance } = setup();
+  table.assign('k', 'a');
+  table.open('k'); // connection A
+  t.equal(table.delete('k'), true, 'DELETE with A open');
+  t.equal(table.get('k'), undefined, 'the entry is gone');
+  t.equal(table.size, 0);
+  table.assign('k', 'b'); // connection B is placed afresh
+  table.open('k');
+  t.same(table.get('k'), { key: 'k', backend: 'b', expiresAt: null, connections: 2 }, 'A and B both hold the new entry');
+  table.close('k'); // A closes
+  advance(TTL * 3);
+  t.same(table.get('k'), { key: 'k', backend: 'b', expiresAt: null, connections: 1 }, 'B is open: the entry never expires');
+  table.close('k'); // B closes: the ttl starts now
+  t.same(table.get('k'), { key: 'k', backend: 'b', expiresAt: WALL0 + TTL * 4, connections: 0 });
+  advance(TTL + 1);
+  t.equal(table.lookup('k'), undefined, 'and expires a ttl after the last close');
+  // clear() and retain() keep the counts of open keys likewise
+  table.assign('x', 'a');
+  table.open('x');
+  table.clear();
+  table.assign('x', 'c');
+  table.open('x');
+  table.close('x');
+  t.same(table.get('x'), { key: 'x', backend: 'c', expiresAt: null, connections: 1 }, 'after clear(), the still-open connection keeps the new entry pinned');
+  t.equal(table.retain((b) => b !== 'c'), 1);
+  table.assign('x', 'd');
+  t.same(table.get('x'), { key: 'x', backend: 'd', expiresAt: null, connections: 1 }, 'after retain() dropped it, likewise');
+});

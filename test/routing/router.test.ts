@@ -223,3 +223,26 @@ t.test('decide agrees with the ring point it reports', async (t) => {
   t.equal(ring.owners[d.point], d.backend, 'the point belongs to the chosen backend');
   t.equal(ring.pointFor(hashKey(key)), d.point, 'with everything up, the first point clockwise');
 });
+
+t.test('draining as the last resort (SPEC §15): only when no other backend takes new keys', async (t) => {
+  const members: PoolMember[] = [
+    { name: 'a', weight: 1, backup: false },
+    { name: 'b', weight: 1, backup: false },
+    { name: 'x', weight: 1, backup: true },
+  ];
+  const router = new Router(members, 'consistent_hash', 100);
+  const withLastResort = (s: State): BackendView => {
+    const v = fakeView(members, s);
+    const has = (list: string[] | undefined, i: number) => (list ?? []).includes(members[i]!.name);
+    return { ...v, lastResort: (i) => has(s.draining, i) && !has(s.down, i) && !has(s.disabled, i) };
+  };
+  const table = newTable();
+  t.same(connect(router, table, 'k1', withLastResort({ draining: ['a'] }))?.backend, 'b', 'a is draining, b takes the new key');
+  t.same(connect(router, table, 'k2', withLastResort({ draining: ['a'], down: ['b'] }))?.backend, 'x', 'the backup comes before a draining primary');
+  const lr = connect(router, table, 'k3', withLastResort({ draining: ['a'], down: ['b', 'x'] }));
+  t.same(lr, { backend: 'a', via: 'last_resort', write: true }, 'nothing else: the draining backend takes it, and the entry is written');
+  t.equal(connect(router, newTable(), 'k4', withLastResort({ draining: ['a'], down: ['b', 'x'], disabled: ['a'] })), null, 'disabled is never a last resort');
+  t.equal(connect(router, newTable(), 'k5', fakeView(members, { draining: ['a'], down: ['b', 'x'] })), null, 'a view without lastResort (explain) refuses as before');
+  const next = router.next('k6', router.hash('k6'), withLastResort({ draining: ['a'], down: ['x'] }), new Set([1]));
+  t.same(next && { backend: router.names[next.backend], via: next.via }, { backend: 'a', via: 'last_resort' }, 'failover too: b failed, only draining a is left');
+});
