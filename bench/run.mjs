@@ -1,16 +1,18 @@
 #!/usr/bin/env node
 // Side-by-side layer-4 benchmark: l4lb, a bare Node.js relay, HAProxy and nginx `stream`, in front of
 // the same real backends on loopback (iperf3 for bulk, redis-server for request/response and connection
-// rate, a Node hold server for idle connections). See bench/README.md. Installs nothing.
+// rate, a Node hold server for idle connections; answering and banner servers for the routes
+// workloads, bench/routes.mjs). See bench/README.md. Installs nothing.
 //
-//   node bench/run.mjs [--quick] [--rounds N] [--only l4lb,haproxy] [--workloads bulk,ping]
-//                      [--workers 1,2] [--duration S] [--idle-conns N] [--no-info] [--keep-tmp]
+//   node bench/run.mjs [--quick] [--rounds N] [--only l4lb,haproxy] [--workloads bulk,ping,routes]
+//                      [--workers 1,2] [--duration S] [--idle-conns N] [--no-info] [--keep-tmp] [--out BASE]
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { L4LB_VARIANTS, HELLO_FIGS, BANNER_FIGS, FALLBACK, ROUTED, TODAY, routesMarkdown, writeHellos } from './routes.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -19,10 +21,16 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // ---------------------------------------------------------------- options
 
 const ALL_LBS = ['l4lb', 'bare', 'haproxy', 'nginx'];
-const ALL_WORKLOADS = ['bulk', 'bulk4', 'ping', 'conn', 'c2000', 'idle'];
+const ALL_WORKLOADS = ['bulk', 'bulk4', 'ping', 'conn', 'c2000', 'idle', 'hello', 'banner'];
+/** Workloads with their own set of LBs (bench/routes.mjs): figures in the Routes section, not in Figures. */
+const ROUTE_WORKLOADS = ['hello', 'banner'];
+/** Names for several workloads at once. */
+const WORKLOAD_GROUPS = { routes: ROUTE_WORKLOADS };
+/** LB names that only the routes workloads use. */
+const ROUTE_LBS = [...Object.keys(L4LB_VARIANTS), 'direct'];
 
 function parseArgs(argv) {
-  const o = { quick: false, rounds: null, only: null, workloads: null, workers: null, duration: null, idleConns: null, info: true, keepTmp: false };
+  const o = { quick: false, rounds: null, only: null, workloads: null, workers: null, duration: null, idleConns: null, info: true, keepTmp: false, out: null };
   const list = (v) => String(v).split(',').map((s) => s.trim()).filter(Boolean);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -34,19 +42,20 @@ function parseArgs(argv) {
     if (a === '--quick') o.quick = true;
     else if (a === '--rounds') o.rounds = Number(val());
     else if (a === '--only') o.only = list(val());
-    else if (a === '--workloads') o.workloads = list(val());
+    else if (a === '--workloads') o.workloads = list(val()).flatMap((w) => WORKLOAD_GROUPS[w] ?? [w]);
     else if (a === '--workers') o.workers = list(val()).map(Number);
     else if (a === '--duration') o.duration = Number(val());
     else if (a === '--idle-conns') o.idleConns = Number(val());
     else if (a === '--no-info') o.info = false;
     else if (a === '--keep-tmp') o.keepTmp = true;
+    else if (a === '--out') o.out = path.resolve(val()).replace(/\.(md|json)$/, '');
     else if (a === '--help' || a === '-h') {
-      console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 7).join('\n').replace(/^\/\/ ?/gm, ''));
+      console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 8).join('\n').replace(/^\/\/ ?/gm, ''));
       process.exit(0);
     } else die(`unknown argument ${a} (see --help)`);
   }
-  for (const w of o.workloads ?? []) if (!ALL_WORKLOADS.includes(w)) die(`--workloads: unknown workload ${w} (${ALL_WORKLOADS.join(', ')})`);
-  for (const l of o.only ?? []) if (![...ALL_LBS, 'l4lb-info'].includes(l) && !/^l4lb-w\d+$/.test(l)) die(`--only: unknown LB ${l} (${ALL_LBS.join(', ')}, l4lb-info)`);
+  for (const w of o.workloads ?? []) if (!ALL_WORKLOADS.includes(w)) die(`--workloads: unknown workload ${w} (${ALL_WORKLOADS.join(', ')}; routes = ${ROUTE_WORKLOADS.join(',')})`);
+  for (const l of o.only ?? []) if (![...ALL_LBS, 'l4lb-info', ...ROUTE_LBS].includes(l) && !/^l4lb-w\d+$/.test(l)) die(`--only: unknown LB ${l} (${ALL_LBS.join(', ')}, l4lb-info, ${ROUTE_LBS.join(', ')})`);
   for (const n of o.workers ?? []) if (!Number.isInteger(n) || n < 1) die('--workers: a list of positive integers, e.g. 1,2');
   return o;
 }
@@ -59,8 +68,9 @@ function die(msg) {
 const opt = parseArgs(process.argv.slice(2));
 const NOFILE = readNofile();
 const S = opt.quick
-  ? { rounds: 1, T: 2, omit: 0, pingN: 20_000, connN: 3_000, c2000N: 20_000, idleN: 2_000 }
-  : { rounds: 3, T: 10, omit: 1, pingN: 200_000, connN: 20_000, c2000N: 200_000, idleN: 10_000 };
+  ? { rounds: 1, T: 2, omit: 0, pingN: 20_000, connN: 3_000, c2000N: 20_000, idleN: 2_000, helloN: 3_000, helloWarm: 500, helloMaxS: 20, bannerN: 300, bannerWarm: 30, bannerMaxS: 15 }
+  : { rounds: 3, T: 10, omit: 1, pingN: 200_000, connN: 20_000, c2000N: 200_000, idleN: 10_000, helloN: 20_000, helloWarm: 1_000, helloMaxS: 60, bannerN: 2_000, bannerWarm: 100, bannerMaxS: 60 };
+S.helloConc = 50; // like redis-benchmark -c 50 in `conn`
 if (opt.rounds) S.rounds = opt.rounds;
 if (opt.duration) S.T = opt.duration;
 if (opt.idleConns) S.idleN = opt.idleConns;
@@ -326,18 +336,21 @@ function machine() {
 
 const NGINX_STREAM = '/usr/lib/nginx/modules/ngx_stream_module.so';
 
-/** name → { kind, workers?, logLevel?, start(port, backends) → child } */
-function lbCatalogue() {
-  const cat = {};
-  const l4lb = (name, { level = 'warn', workers = null } = {}) => ({
+/**
+ * An l4lb LB: the §3 form of the other workloads (one frontend, its own backends, `affinity: source_ip`),
+ * or with `variant` one of the routes workloads' configs (bench/routes.mjs).
+ */
+function l4lbLB(name, { level = 'warn', workers = null, variant = null } = {}) {
+  return {
     name,
     kind: 'l4lb',
     workers,
-    config(port, backends) {
+    variant,
+    config(port, backends, be = {}) {
+      const head = [...(workers === null ? [] : [`workers: ${workers}`]), `log: { level: ${level} }`, 'shutdown_grace: 1s'];
+      if (variant) return `${[...head, ...variant.lines(port, backends, { maxConn: NOFILE * 2, fallbackPort: be.fallbackPort })].join('\n')}\n`;
       const lines = [
-        ...(workers === null ? [] : [`workers: ${workers}`]),
-        `log: { level: ${level} }`,
-        'shutdown_grace: 1s',
+        ...head,
         'frontends:',
         '  - name: bench',
         `    listen: 127.0.0.1:${port}`,
@@ -349,19 +362,32 @@ function lbCatalogue() {
       ];
       return `${lines.join('\n')}\n`;
     },
-    start(port, backends, tag) {
+    start(port, backends, tag, be) {
       const file = path.join(TMP, `${name}-${tag}.yaml`);
-      fs.writeFileSync(file, this.config(port, backends));
+      fs.writeFileSync(file, this.config(port, backends, be));
       return start(`${name}-${tag}`, process.execPath, [path.join(ROOT, 'bin/l4lb'), 'run', '-c', file]);
     },
     /** null if l4lb accepts the config, else its complaint. */
     check() {
       const file = path.join(TMP, `${name}-check.yaml`);
-      fs.writeFileSync(file, this.config(1, [2, 3]));
+      fs.writeFileSync(file, this.config(1, [2, 3], { fallbackPort: 4 }));
       const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/l4lb'), 'check', '-c', file], { encoding: 'utf8' });
       return r.status === 0 ? null : `${r.stdout}${r.stderr}`.trim() || `exit ${r.status}`;
     },
-  });
+  };
+}
+
+/** The routes workloads' own LBs: the l4lb variants of bench/routes.mjs, and `direct` (no LB: the client dials the backend). */
+function routeCatalogue() {
+  const cat = Object.fromEntries(Object.entries(L4LB_VARIANTS).map(([name, v]) => [name, l4lbLB(name, { variant: v })]));
+  cat.direct = { name: 'direct', kind: 'direct' };
+  return cat;
+}
+
+/** name → { kind, workers?, logLevel?, start(port, backends) → child } */
+function lbCatalogue() {
+  const cat = {};
+  const l4lb = l4lbLB;
   lbCatalogue.plain = () => l4lb('l4lb');
   if (opt.workers) for (const n of opt.workers) cat[`l4lb-w${n}`] = l4lb(`l4lb-w${n}`, { workers: n });
   else cat.l4lb = l4lb('l4lb');
@@ -488,7 +514,7 @@ function summarizeLines(lines, max = 12) {
 
 // ---------------------------------------------------------------- backends
 
-const BE = { iperf: null, redis: null, hold: null };
+const BE = { iperf: null, redis: null, hold: null, answer: null, banner: null };
 
 async function startIperf() {
   const ports = [await freePort(), await freePort()];
@@ -521,6 +547,23 @@ async function startHold() {
   BE.hold = { ports, procs: [child], child };
 }
 
+/** Routes workloads: two backends answering a ClientHello with ROUTED, one (the default route's pool) with FALLBACK. */
+async function startAnswer() {
+  const ports = [await freePort(), await freePort()];
+  const fallbackPort = await freePort();
+  const child = start('answer', process.execPath, [path.join(HERE, 'answer-backend.mjs'), ...ports.map((p) => `reply-${ROUTED}:${p}`), `reply-${FALLBACK}:${fallbackPort}`]);
+  await waitListening(child, [...ports, fallbackPort]);
+  BE.answer = { ports, fallbackPort, procs: [child] };
+}
+
+/** Two server-speaks-first backends: a banner at accept. */
+async function startBanner() {
+  const ports = [await freePort(), await freePort()];
+  const child = start('banner', process.execPath, [path.join(HERE, 'answer-backend.mjs'), ...ports.map((p) => `banner:${p}`)]);
+  await waitListening(child, ports);
+  BE.banner = { ports, procs: [child] };
+}
+
 async function ensureBackends(kind) {
   const be = BE[kind];
   if (be && be.procs.every((p) => p.exited === null)) return;
@@ -531,6 +574,8 @@ async function ensureBackends(kind) {
   if (kind === 'iperf') await startIperf();
   if (kind === 'redis') await startRedis();
   if (kind === 'hold') await startHold();
+  if (kind === 'answer') await startAnswer();
+  if (kind === 'banner') await startBanner();
 }
 
 function lineReader(stream, onLine) {
@@ -556,6 +601,10 @@ const WORKLOADS = {
   conn: { backend: 'redis', measure: (ctx) => connRate(ctx) },
   c2000: { backend: 'redis', measure: (ctx) => conc2000(ctx) },
   idle: { backend: 'hold', measure: (ctx) => idle(ctx) },
+  // fresh: new backends (new ports) for every measurement, so the LB's connects to them never meet the TIME_WAIT
+  // entries that the measurement before left on the same 4-tuples (thousands of new connections per measurement)
+  hello: { backend: 'answer', fresh: true, measure: (ctx) => helloRate(ctx) },
+  banner: { backend: 'banner', fresh: true, measure: (ctx) => bannerTtfb(ctx) },
 };
 
 async function iperf(port, streams, reverse) {
@@ -650,6 +699,71 @@ async function conc2000(ctx) {
   return { fig, problems: r.errLines };
 }
 
+// ---------------------------------------------------------------- routes workloads (bench/routes.mjs)
+
+let hellos = null; // { file, min, max, count }
+async function ensureHellos() {
+  if (!hellos) {
+    const file = path.join(TMP, 'hellos.json');
+    hellos = { file, ...(await writeHellos(file)) };
+  }
+  return hellos;
+}
+
+async function helloClient(port, n, conc, maxS) {
+  const h = await ensureHellos();
+  const r = await run(process.execPath, [path.join(HERE, 'hello-client.mjs'), String(port), String(n), String(conc), String(maxS * 1000), h.file], (maxS + 20) * 1000);
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop());
+  } catch {
+    return { error: `hello-client: ${r.timedOut ? 'timed out' : `exit ${r.code}`}: ${r.stderr.trim().slice(0, 300)}` };
+  }
+}
+
+/** TLS-ClientHello connection rate: warm-up (every name once or more), then S.helloN connections, 50 at a time. */
+async function helloRate(ctx) {
+  const problems = [];
+  const warm = await helloClient(ctx.port, S.helloWarm, 10, S.helloMaxS);
+  if (warm.error) return { fig: {}, problems: [`warm-up: ${warm.error}`] };
+  const c0 = ctx.pid ? cpuSeconds(ctx.pid) : 0;
+  const r = await helloClient(ctx.port, S.helloN, S.helloConc, S.helloMaxS);
+  const cpu = ctx.pid ? cpuSeconds(ctx.pid) - c0 : 0;
+  if (r.error) return { fig: {}, problems: [r.error] };
+  const fig = {};
+  if (r.done) {
+    Object.assign(fig, { hello_conn_per_s: r.conn_per_s, hello_p50_ms: r.p50_ms, hello_p99_ms: r.p99_ms, hello_fallback: r.answers[FALLBACK] ?? 0 });
+    if (ctx.pid) fig.hello_cpu_us_per_conn = (cpu / r.done) * 1e6;
+  }
+  if (r.errors) problems.push(`hello: ${r.errors} of ${r.done + r.errors} connections failed: ${JSON.stringify(r.codes)}`);
+  if (r.done < S.helloN) problems.push(`hello: ${r.done} of ${S.helloN} connections done within ${S.helloMaxS} s`);
+  const other = Object.entries(r.answers).filter(([k]) => k !== ROUTED);
+  if (other.length) problems.push(`hello: answers other than "${ROUTED}" (routed pools): ${JSON.stringify(Object.fromEntries(other))} ("${FALLBACK}" = the default route: the SNI route was missed)`);
+  return { fig, problems };
+}
+
+async function bannerClient(port, n, maxS) {
+  const r = await run(process.execPath, [path.join(HERE, 'banner-client.mjs'), String(port), String(n), String(maxS * 1000)], (maxS + 20) * 1000);
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop());
+  } catch {
+    return { error: `banner-client: ${r.timedOut ? 'timed out' : `exit ${r.code}`}: ${r.stderr.trim().slice(0, 300)}` };
+  }
+}
+
+/** Server speaks first: time from connect to the banner's first byte, one connection at a time. */
+async function bannerTtfb(ctx) {
+  const problems = [];
+  const warm = await bannerClient(ctx.port, S.bannerWarm, S.bannerMaxS);
+  if (warm.error) return { fig: {}, problems: [`warm-up: ${warm.error}`] };
+  const r = await bannerClient(ctx.port, S.bannerN, S.bannerMaxS);
+  if (r.error) return { fig: {}, problems: [r.error] };
+  const fig = {};
+  if (r.done) Object.assign(fig, { banner_p50_ms: r.p50_ms, banner_p99_ms: r.p99_ms, banner_mean_ms: r.mean_ms });
+  if (r.errors) problems.push(`banner: ${r.errors} of ${r.done + r.errors} connections failed: ${JSON.stringify(r.codes)}`);
+  if (r.done + r.errors < S.bannerN) problems.push(`banner: ${r.done + r.errors} of ${S.bannerN} connections within ${S.bannerMaxS} s`);
+  return { fig, problems };
+}
+
 async function idle(ctx) {
   const problems = [];
   const hold = BE.hold.child;
@@ -690,10 +804,19 @@ async function idle(ctx) {
 
 async function measure(lb, wl, round) {
   const W = WORKLOADS[wl];
+  if (W.fresh && BE[W.backend]) {
+    for (const p of BE[W.backend].procs) await stop(p, 1000);
+    BE[W.backend] = null;
+  }
   await ensureBackends(W.backend);
-  const port = await freePort();
   const tag = `r${round + 1}-${wl}`;
-  const child = lb.start(port, BE[W.backend].ports, tag);
+  if (lb.kind === 'direct') {
+    // No LB: the client dials the first backend. No CPU or RSS of an LB.
+    const res = await W.measure({ port: BE[W.backend].ports[0], pid: null, tag: `direct-${tag}` });
+    return { fig: res.fig, problems: res.problems, complaints: [], expected: 0 };
+  }
+  const port = await freePort();
+  const child = lb.start(port, BE[W.backend].ports, tag, BE[W.backend]);
   const problems = [];
   let fig = {};
   try {
@@ -765,7 +888,7 @@ function fmt(x) {
   return x.toFixed(3);
 }
 
-function summarize(samples, lbNames) {
+function summarize(samples, lbNames, figs = FIGS) {
   // samples[lb][fig] = [values per round]
   const sum = {};
   for (const lb of lbNames) {
@@ -775,7 +898,7 @@ function summarize(samples, lbNames) {
     // peak RSS over any workload, per round
     const peak = rounds.map((r) => Math.max(...Object.entries(r).filter(([k]) => k.startsWith('rss_') && k !== 'rss_start_mb').map(([, v]) => v))).filter(Number.isFinite);
     if (peak.length) per.peak_rss_mb = peak;
-    for (const [k] of FIGS) {
+    for (const [k] of figs) {
       const xs = per[k];
       if (!xs || xs.length === 0) continue;
       sum[lb][k] = { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length, values: xs };
@@ -784,7 +907,7 @@ function summarize(samples, lbNames) {
   return sum;
 }
 
-function markdown(meta, sum, lbNames, problems) {
+function markdown(meta, sum, lbNames, problems, extra = '') {
   const L = [];
   const cols = lbNames.filter((l) => Object.keys(sum[l] ?? {}).length);
   L.push(`# l4lb bench, ${meta.date}`);
@@ -792,7 +915,7 @@ function markdown(meta, sum, lbNames, problems) {
   const m = meta.machine;
   L.push(`- machine: ${m.nproc} CPUs, ${m.cpu}, ${m.mem_gb} GB, kernel ${m.kernel}, ulimit -n ${m.nofile}, load average ${m.loadavg_start} at start, ${meta.loadavg_end} at end`);
   L.push(`- versions: node ${m.versions.node}, l4lb ${m.versions.l4lb} (${meta.git}), ${m.versions.haproxy ?? 'haproxy: not installed'}, ${m.versions.nginx ?? 'nginx: not installed'}, ${m.versions.redis ?? 'redis: not installed'}, ${m.versions.iperf3 ?? 'iperf3: not installed'}`);
-  L.push(`- run: ${meta.settings.quick ? '--quick, ' : ''}${meta.settings.rounds} round(s), order rotated each round; bulk ${meta.settings.T}s${meta.settings.omit ? ` (+${meta.settings.omit}s omitted)` : ''} per direction; PING n=${meta.settings.pingN}; new conns n=${meta.settings.connN}; 2,000 conns n=${meta.settings.c2000N}; idle ${meta.settings.idleN} conns${meta.settings.idleN < meta.settings.idleWanted ? ` (${meta.settings.idleWanted} wanted; capped by ulimit -n ${m.nofile}: the LB holds 2 fds per connection)` : ''}; ${meta.elapsed_s}s in all`);
+  L.push(`- run: ${meta.settings.quick ? '--quick, ' : ''}${meta.settings.rounds} round(s), order rotated each round; bulk ${meta.settings.T}s${meta.settings.omit ? ` (+${meta.settings.omit}s omitted)` : ''} per direction; PING n=${meta.settings.pingN}; new conns n=${meta.settings.connN}; 2,000 conns n=${meta.settings.c2000N}; idle ${meta.settings.idleN} conns${meta.settings.idleN < meta.settings.idleWanted ? ` (${meta.settings.idleWanted} wanted; capped by ulimit -n ${m.nofile}: the LB holds 2 fds per connection)` : ''}${meta.workloads?.includes('hello') ? `; TLS hellos n=${meta.settings.helloN}` : ''}${meta.workloads?.includes('banner') ? `; banner n=${meta.settings.bannerN}` : ''}; ${meta.elapsed_s}s in all`);
   L.push(`- cells: median (min–max over rounds); ↑ higher is better, ↓ lower is better`);
   L.push('');
   const table = (title, cell) => {
@@ -807,7 +930,7 @@ function markdown(meta, sum, lbNames, problems) {
     }
     L.push('');
   };
-  table('Figures', (c, k) => {
+  if (cols.length) table('Figures', (c, k) => {
     const s = sum[c][k];
     if (!s) return '–';
     return s.n > 1 ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : fmt(s.median);
@@ -819,9 +942,11 @@ function markdown(meta, sum, lbNames, problems) {
     if (b.median === 0) return a.median === 0 ? '1.00' : '∞';
     return `${(a.median / b.median).toFixed(2)}×`;
   };
-  if (sum.haproxy && Object.keys(sum.haproxy).length) table('Ratio to HAProxy (median ÷ median)', ratio('haproxy'));
+  if (!cols.length) L.push('_No figures of the bulk / PING / connection / idle workloads in this run._\n');
+  else if (sum.haproxy && Object.keys(sum.haproxy).length) table('Ratio to HAProxy (median ÷ median)', ratio('haproxy'));
   else L.push('_No HAProxy figures in this run: no ratio to HAProxy._\n');
-  if (sum.bare && Object.keys(sum.bare).length) table('Ratio to the bare Node relay (median ÷ median)', ratio('bare'));
+  if (cols.length && sum.bare && Object.keys(sum.bare).length) table('Ratio to the bare Node relay (median ÷ median)', ratio('bare'));
+  if (extra) L.push(extra, '');
   if (problems.length) {
     L.push('## Problems');
     L.push('');
@@ -840,18 +965,17 @@ async function main() {
   let lbNames = Object.keys(cat);
   if (opt.only) {
     lbNames = lbNames.filter((n) => opt.only.includes(n) || (n.startsWith('l4lb-w') && opt.only.includes('l4lb')));
-    for (const o of opt.only) if (!cat[o] && !(o === 'l4lb' && opt.workers)) note(`--only ${o}: no such LB in this run (${Object.keys(cat).join(', ')})`);
+    for (const o of opt.only) if (!cat[o] && !ROUTE_LBS.includes(o) && !(o === 'l4lb' && opt.workers)) note(`--only ${o}: no such LB in this run (${Object.keys(cat).join(', ')})`);
   }
-  const lbs = [];
-  for (const name of lbNames) {
-    const lb = cat[name];
+  const usable = (lb) => {
     const why = lb.available?.() ?? (lb.kind === 'l4lb' ? (() => {
       const err = lb.check();
-      return err ? `l4lb rejects the config for ${name}${lb.workers !== null ? ` (workers: ${lb.workers})` : ''}: ${err.replace(/\n/g, '; ')}` : null;
+      return err ? `l4lb rejects the config for ${lb.name}${lb.workers !== null ? ` (workers: ${lb.workers})` : ''}: ${err.replace(/\n/g, '; ')}` : null;
     })() : null);
-    if (why) note(`SKIPPING ${name}: ${why}`);
-    else lbs.push(lb);
-  }
+    if (why) note(`SKIPPING ${lb.name}: ${why}`);
+    return !why;
+  };
+  const lbs = lbNames.map((n) => cat[n]).filter(usable);
   if (opt.workers && !lbs.some((l) => l.workers !== null) && (!opt.only || opt.only.includes('l4lb'))) {
     note('no `workers` variant of l4lb could run: measuring plain l4lb (no workers key) instead');
     const plain = lbCatalogue.plain();
@@ -868,25 +992,46 @@ async function main() {
     workloads = workloads.filter((w) => !['ping', 'conn', 'c2000'].includes(w));
   }
   if (workloads.includes('idle') && S.idleN < idleWanted) note(`idle: ${S.idleN} connections instead of ${idleWanted}: ulimit -n is ${NOFILE} and the LB needs two fds per connection`);
-  if (lbs.length === 0 || workloads.length === 0) die('nothing to run');
+  // The routes workloads have their own LBs: l4lb's route variants (with --only: when named, or when l4lb is), then
+  // bare (hello: the no-peek floor) or every LB of the run but l4lb-info (banner), and `direct` (banner).
+  const rcat = routeCatalogue();
+  const wanted = (name) => !opt.only || opt.only.includes(name) || (name.startsWith('l4lb-') && opt.only.includes('l4lb'));
+  const variants = Object.fromEntries(Object.entries(rcat).filter(([n, lb]) => lb.kind === 'l4lb' && workloads.includes(lb.variant.workload) && wanted(n) && usable(lb)));
+  const setOf = {
+    hello: [...Object.values(variants).filter((v) => v.variant.workload === 'hello'), ...lbs.filter((l) => l.kind === 'bare')],
+    banner: [...(wanted('direct') ? [rcat.direct] : []), ...Object.values(variants).filter((v) => v.variant.workload === 'banner'), ...lbs.filter((l) => l.name !== 'l4lb-info')],
+  };
+  for (const wl of ROUTE_WORKLOADS) {
+    if (workloads.includes(wl) && setOf[wl].length === 0) {
+      note(`SKIPPING ${wl}: none of its LBs is in this run`);
+      workloads = workloads.filter((w) => w !== wl);
+    }
+  }
+  const lbsOf = (wl) => setOf[wl] ?? lbs;
+  if (workloads.length === 0 || workloads.every((wl) => lbsOf(wl).length === 0)) die('nothing to run');
 
-  console.log(`bench: ${lbs.map((l) => l.name).join(', ')} × ${workloads.join(', ')}, ${S.rounds} round(s); scratch ${TMP}`);
+  console.log(`bench: ${workloads.map((wl) => `${wl} × ${lbsOf(wl).map((l) => l.name).join(',')}`).join('; ')}; ${S.rounds} round(s); scratch ${TMP}`);
   console.log(`bench: load average ${meta.machine.loadavg_start} (${meta.machine.nproc} CPUs): absolute figures on a busy machine are noisy, ratios in one run hold better`);
 
-  const samples = {};
+  const mainSamples = {};
+  const routeSamples = { hello: {}, banner: {} };
   const problems = [];
   const raw = [];
   for (let round = 0; round < S.rounds; round++) {
     for (const wl of workloads) {
-      const order = lbs.map((_, i) => lbs[(i + round) % lbs.length]);
+      const set = lbsOf(wl);
+      const order = set.map((_, i) => set[(i + round) % set.length]);
+      const samples = routeSamples[wl] ?? mainSamples;
       for (const lb of order) {
         // The info-level l4lb: one round only, and not the idle or (in --quick) bulk workloads.
         if (lb.name === 'l4lb-info' && (round > 0 || wl === 'idle' || (opt.quick && wl.startsWith('bulk')))) continue;
         const t = Date.now();
         process.stdout.write(`round ${round + 1}/${S.rounds} ${wl.padEnd(6)} ${lb.name.padEnd(10)} `);
+        if (wl === 'hello') await ensureHellos();
         const r = await measure(lb, wl, round);
         const shown = Object.entries(r.fig).filter(([k]) => !k.startsWith('rss_')).map(([k, v]) => `${k}=${fmt(v)}`).join(' ');
-        console.log(`${shown} rss=${fmt(r.fig[`rss_${wl}_mb`])}MB (${((Date.now() - t) / 1000).toFixed(1)}s)`);
+        const rss = r.fig[`rss_${wl}_mb`];
+        console.log(`${shown}${rss === undefined ? '' : ` rss=${fmt(rss)}MB`} (${((Date.now() - t) / 1000).toFixed(1)}s)`);
         samples[lb.name] ??= { __rounds: [] };
         const s = samples[lb.name];
         s.__rounds[round] ??= {};
@@ -908,20 +1053,38 @@ async function main() {
       }
     }
   }
+  meta.workloads = workloads;
   meta.loadavg_end = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   meta.elapsed_s = Math.round((Date.now() - t0) / 1000);
   const names = lbs.map((l) => l.name);
-  const sum = summarize(samples, names);
+  const sum = summarize(mainSamples, names);
   const allProblems = [...notes, ...problems];
-  const md = markdown(meta, sum, names, allProblems);
+  let routes = null;
+  let routesMd = '';
+  if (workloads.some((w) => ROUTE_WORKLOADS.includes(w))) {
+    let today = null;
+    try {
+      today = JSON.parse(fs.readFileSync(path.join(ROOT, `${TODAY.file}.json`), 'utf8')).summary;
+    } catch {
+      /* absent: the section says so */
+    }
+    const rsum = {
+      hello: summarize(routeSamples.hello, setOf.hello.map((l) => l.name), HELLO_FIGS),
+      banner: summarize(routeSamples.banner, setOf.banner.map((l) => l.name), BANNER_FIGS),
+    };
+    const settings = { helloN: S.helloN, helloConc: S.helloConc, helloWarm: S.helloWarm, bannerN: S.bannerN, bannerWarm: S.bannerWarm };
+    routes = { summary: rsum, settings, hellos: hellos && { count: hellos.count, min_bytes: hellos.min, max_bytes: hellos.max }, today: TODAY };
+    routesMd = routesMarkdown({ sum: rsum, settings, hellos, main: sum, today, fmt });
+  }
+  const md = markdown(meta, sum, names, allProblems, routesMd);
 
   const d = new Date();
   const pad = (x) => String(x).padStart(2, '0');
   const stamp = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}-${pad(d.getHours())}${pad(d.getMinutes())}`;
   const outDir = path.join(HERE, 'results');
-  fs.mkdirSync(outDir, { recursive: true });
-  const base = path.join(outDir, stamp);
-  fs.writeFileSync(`${base}.json`, `${JSON.stringify({ meta, lbs: names, workloads, summary: sum, runs: raw, problems: allProblems }, null, 2)}\n`);
+  const base = opt.out ?? path.join(outDir, stamp);
+  fs.mkdirSync(path.dirname(base), { recursive: true });
+  fs.writeFileSync(`${base}.json`, `${JSON.stringify({ meta, lbs: names, workloads, summary: sum, routes, runs: raw, problems: allProblems }, null, 2)}\n`);
   fs.writeFileSync(`${base}.md`, `${md}\n`);
   console.log(`\n${md}`);
   console.log(`bench: results in ${path.relative(ROOT, base)}.json and .md`);
