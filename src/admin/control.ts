@@ -70,6 +70,8 @@ export interface PoolStatus {
 export interface Status {
   version: string;
   uptime_s: number;
+  /** Times l4lb ran out of file descriptors (an episode ends when they are free again). */
+  fd_exhaustion_episodes: number;
   frontends: FrontendStatus[];
   pools: PoolStatus[];
 }

@@ -20,6 +20,7 @@ export class Metrics {
   private readonly feBytesIn = this.counter('l4lb_bytes_in_total', 'Bytes client → backend', FE);
   private readonly feBytesOut = this.counter('l4lb_bytes_out_total', 'Bytes backend → client', FE);
   private readonly failovers = this.counter('l4lb_failovers_total', 'Connect attempts moved to another backend', FE);
+  private readonly fdEpisodes = this.counter('l4lb_fd_exhaustion_episodes_total', 'Times l4lb ran out of file descriptors (connections were dropped until some closed)', [] as const);
   private readonly acceptErrors = this.counter('l4lb_accept_errors_total', 'accept() failures: l4lb out of file descriptors or another local resource', FE);
   private readonly hits = this.counter('l4lb_persistence_hits_total', 'Connections whose key had an entry on an eligible backend', POOL);
   private readonly misses = this.counter('l4lb_persistence_misses_total', 'Connections placed by the balancer', POOL);
@@ -58,7 +59,8 @@ export class Metrics {
   private update(s: Status): void {
     for (const m of [this.feActive, this.size, this.up, this.state, this.beActive, this.storeUp]) m.reset();
     this.storeErrors.reset();
-    for (const m of [this.feTotal, this.refused, this.failed, this.feBytesIn, this.feBytesOut, this.failovers, this.acceptErrors, this.hits, this.misses, this.evictions, this.beTotal, this.beBytesIn, this.beBytesOut, this.connectFailures]) m.reset();
+    for (const m of [this.feTotal, this.refused, this.failed, this.feBytesIn, this.feBytesOut, this.failovers, this.acceptErrors, this.fdEpisodes, this.hits, this.misses, this.evictions, this.beTotal, this.beBytesIn, this.beBytesOut, this.connectFailures]) m.reset();
+    this.fdEpisodes.inc(s.fd_exhaustion_episodes);
     for (const fe of s.frontends) {
       const f = { frontend: fe.name };
       this.feActive.set(f, fe.active);

@@ -8,6 +8,7 @@ import type { AdminAction, BackendStatus, Control, FrontendStatus, Lookup, PoolS
 import { describeMatch } from '../config/compile.js';
 import type { BackendRuntime } from '../health/state.js';
 import { PoolRuntime } from '../placement/pool.js';
+import type { ResourceWatch } from '../proxy/resources.js';
 import type { PersistenceEntry } from '../routing/persistence.js';
 import type { PersistenceSet } from '../store/persistence-set.js';
 import type { RedisStore } from '../store/redis.js';
@@ -18,7 +19,7 @@ import type { Live, Serving } from './serving.js';
 const started = Date.now();
 
 /** This process's own figures. `serving`: where this process holds connections (not in the primary). */
-export function ownStatus(runtimes: Runtimes, persistence: PersistenceSet | null, serving: Serving | null): Status {
+export function ownStatus(runtimes: Runtimes, persistence: PersistenceSet | null, serving: Serving | null, resources: ResourceWatch | null): Status {
   const live: Live = serving?.live() ?? { frontends: new Map(), backends: new Map() };
   const pools = [...runtimes.allPools()].map((p): PoolStatus => {
     const t = p.table;
@@ -52,7 +53,7 @@ export function ownStatus(runtimes: Runtimes, persistence: PersistenceSet | null
       backends: [],
     };
   });
-  return withPoolViews({ version: VERSION, uptime_s: Math.round((Date.now() - started) / 1000), frontends, pools });
+  return withPoolViews({ version: VERSION, uptime_s: Math.round((Date.now() - started) / 1000), fd_exhaustion_episodes: resources?.episodes ?? 0, frontends, pools });
 }
 
 /**

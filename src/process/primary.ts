@@ -14,6 +14,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Lease } from '../placement/lease.js';
 import { netDialer } from '../proxy/dialer.js';
+import { ResourceWatch } from '../proxy/resources.js';
 import { PersistenceSet } from '../store/persistence-set.js';
 import { ownStatus, PoolControl, withPoolViews } from './control.js';
 import { Runtimes } from './runtimes.js';
@@ -43,8 +44,8 @@ export class Primary {
     private readonly count: number,
   ) {
     this.persistence = new PersistenceSet(log);
-    this.runtimes = new Runtimes(holdingDeps(log, netDialer, this.persistence, () => this.admin?.metrics ?? null));
-    this.control = new PoolControl(this.runtimes, this.persistence, () => this.merge(ownStatus(this.runtimes, this.persistence, null)), () => !this.stopping);
+    this.runtimes = new Runtimes(holdingDeps(log, netDialer, this.persistence, () => this.admin?.metrics ?? null, new ResourceWatch(log)));
+    this.control = new PoolControl(this.runtimes, this.persistence, () => this.merge(ownStatus(this.runtimes, this.persistence, null, null)), () => !this.stopping);
   }
 
   /** Start the routing state and admin API, fork the workers and wait until every one serves. */
@@ -287,7 +288,8 @@ export class Primary {
       }
       return out;
     });
-    return withPoolViews({ ...own, frontends, pools });
+    const fd_exhaustion_episodes = parts.reduce((n, p) => n + (p?.fd_exhaustion_episodes ?? 0), own.fd_exhaustion_episodes);
+    return withPoolViews({ ...own, frontends, pools, fd_exhaustion_episodes });
   }
 
   private statsOf(w: Worker): Promise<Status | null> {

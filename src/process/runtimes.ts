@@ -12,6 +12,7 @@ import type { Placement } from '../placement/lease.js';
 import { PoolRuntime } from '../placement/pool.js';
 import type { Dialer } from '../proxy/dialer.js';
 import { FrontendRuntime } from '../proxy/frontend.js';
+import type { ResourceWatch } from '../proxy/resources.js';
 import type { PersistenceTable } from '../routing/persistence.js';
 
 export interface RuntimeDeps {
@@ -22,6 +23,7 @@ export interface RuntimeDeps {
   /** How the pool's sessions place, when not by its own LocalPlacement. */
   placement(p: PoolRuntime): Placement | null;
   observe?: (pool: string) => CheckObserver;
+  readonly resources: ResourceWatch;
 }
 
 export class Runtimes {
@@ -60,7 +62,7 @@ export class Runtimes {
       if (!pools.has(name)) for (const b of p.backends) b.dispose();
     }
     const frontends = new Map<string, FrontendRuntime>();
-    for (const fp of plan.frontends) frontends.set(fp.name, FrontendRuntime.build(fp, this.frontends.get(fp.name), d.log));
+    for (const fp of plan.frontends) frontends.set(fp.name, FrontendRuntime.build(fp, this.frontends.get(fp.name), d.log, d.resources));
     this.pools = pools;
     this.frontends = frontends;
   }

@@ -8,14 +8,16 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/registry.js';
 import type { Dialer } from '../proxy/dialer.js';
+import type { ResourceWatch } from '../proxy/resources.js';
 import type { PersistenceSet } from '../store/persistence-set.js';
 import type { RuntimeDeps } from './runtimes.js';
 
 /** Pools with their tables from `persistence`, placing through the Redis store where one is configured. */
-export function holdingDeps(log: Logger, dialer: Dialer, persistence: PersistenceSet, metrics: () => Metrics | null): RuntimeDeps {
+export function holdingDeps(log: Logger, dialer: Dialer, persistence: PersistenceSet, metrics: () => Metrics | null, resources: ResourceWatch): RuntimeDeps {
   return {
     log,
     dialer,
+    resources,
     table: (pp) => persistence.table(pp),
     placement: (p) => {
       const store = persistence.store(p.plan);

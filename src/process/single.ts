@@ -7,6 +7,7 @@ import { compile } from '../config/compile.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { netDialer, type Dialer } from '../proxy/dialer.js';
+import { ResourceWatch } from '../proxy/resources.js';
 import { PersistenceSet } from '../store/persistence-set.js';
 import { ownStatus, PoolControl } from './control.js';
 import { Runtimes } from './runtimes.js';
@@ -16,6 +17,7 @@ import { holdingDeps, startAdmin, warnAdminChange, type Admin } from './shared.j
 export class SingleProcess {
   private readonly persistence: PersistenceSet;
   private readonly runtimes: Runtimes;
+  private readonly resources: ResourceWatch;
   readonly serving: Serving;
   readonly control: PoolControl;
   private admin: Admin | null = null;
@@ -27,9 +29,10 @@ export class SingleProcess {
     dialer: Dialer = netDialer,
   ) {
     this.persistence = new PersistenceSet(log);
-    this.runtimes = new Runtimes(holdingDeps(log, dialer, this.persistence, () => this.admin?.metrics ?? null));
+    this.resources = new ResourceWatch(log);
+    this.runtimes = new Runtimes(holdingDeps(log, dialer, this.persistence, () => this.admin?.metrics ?? null, this.resources));
     this.serving = new Serving(this.runtimes, dialer, log);
-    this.control = new PoolControl(this.runtimes, this.persistence, () => ownStatus(this.runtimes, this.persistence, this.serving), () => this.stopping === null);
+    this.control = new PoolControl(this.runtimes, this.persistence, () => ownStatus(this.runtimes, this.persistence, this.serving, this.resources), () => this.stopping === null);
   }
 
   /** Bind every listen address and the admin listener; throws BindError (nothing left bound) if one fails. */
@@ -47,6 +50,7 @@ export class SingleProcess {
     }
     this.runtimes.startChecks();
     this.persistence.schedule();
+    this.resources.start();
   }
 
   /** Apply a validated config. Throws BindError and keeps the running config if a new address cannot be bound. */
@@ -65,6 +69,7 @@ export class SingleProcess {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.runtimes.stopChecks();
+      this.resources.stop();
       await this.serving.stop(this.config.shutdown_grace);
       this.runtimes.dispose();
       await this.persistence.close();

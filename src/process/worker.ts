@@ -8,6 +8,7 @@ import { compile } from '../config/compile.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type LogFormat, type Logger } from '../log.js';
 import { netDialer } from '../proxy/dialer.js';
+import { ResourceWatch } from '../proxy/resources.js';
 import { Runtimes } from './runtimes.js';
 import { Serving } from './serving.js';
 import type { Lease, Placement } from '../placement/lease.js';
@@ -131,6 +132,7 @@ class RemoteLease implements Lease {
 class WorkerProcess {
   private readonly runtimes: Runtimes;
   private readonly serving: Serving;
+  private readonly resources: ResourceWatch;
   private config: Config;
 
   constructor(
@@ -139,13 +141,15 @@ class WorkerProcess {
     ch: Channel,
   ) {
     this.config = config;
-    this.runtimes = new Runtimes({ log, dialer: netDialer, table: () => null, placement: (p) => new RemotePlacement(p.name, ch) });
+    this.resources = new ResourceWatch(log);
+    this.runtimes = new Runtimes({ log, dialer: netDialer, resources: this.resources, table: () => null, placement: (p) => new RemotePlacement(p.name, ch) });
     this.serving = new Serving(this.runtimes, netDialer, log, (fe, address, port) => ch.send({ t: 'listening', fe, address, port }));
   }
 
   async start(): Promise<void> {
     this.runtimes.apply(compile(this.config));
     await this.serving.start(this.config);
+    this.resources.start();
   }
 
   async reload(next: Config): Promise<void> {
@@ -156,12 +160,13 @@ class WorkerProcess {
   }
 
   async stop(): Promise<void> {
+    this.resources.stop();
     await this.serving.stop(this.config.shutdown_grace);
   }
 
   /** This worker's traffic figures; the primary adds them to its own. */
   status(): Status {
-    return ownStatus(this.runtimes, null, this.serving);
+    return ownStatus(this.runtimes, null, this.serving, this.resources);
   }
 }
 

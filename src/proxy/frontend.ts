@@ -5,6 +5,7 @@
  */
 import type { FrontendPlan } from '../config/compile.js';
 import type { Logger } from '../log.js';
+import type { ResourceWatch } from './resources.js';
 
 export type RefusedReason = 'denied' | 'over_limit' | 'untrusted_proxy' | 'bad_proxy_header' | 'handshake_timeout' | 'no_route';
 
@@ -45,11 +46,13 @@ export class FrontendRuntime {
     readonly stats: FrontendStats,
     /** Bound to { frontend }. */
     readonly log: Logger,
+    /** The process's watch on its own descriptors. */
+    readonly resources: ResourceWatch,
   ) {
     this.name = plan.name;
   }
 
-  static build(plan: FrontendPlan, prev: FrontendRuntime | undefined, log: Logger): FrontendRuntime {
-    return new FrontendRuntime(plan, prev?.stats ?? newStats(), log.child({ frontend: plan.name }));
+  static build(plan: FrontendPlan, prev: FrontendRuntime | undefined, log: Logger, resources: ResourceWatch): FrontendRuntime {
+    return new FrontendRuntime(plan, prev?.stats ?? newStats(), log.child({ frontend: plan.name }), resources);
   }
 }

@@ -28,8 +28,6 @@ export interface SessionHost {
 
 const NO_ALPN: readonly string[] = Object.freeze([]);
 
-/** One "accept failed" line per episode of local resource exhaustion, for the whole process. */
-const episode = { open: false };
 
 export class Listener {
   private readonly server: Server;
@@ -76,17 +74,12 @@ export class Listener {
    */
   private acceptFailed(err: NodeJS.ErrnoException): void {
     const fe = this.host.frontend(this.frontend);
-    if (fe) fe.stats.acceptErrors++;
-    if (episode.open) return;
-    episode.open = true;
-    (fe?.log ?? null)?.error({ err: err.code ?? err.message, address: this.address.host, port: this.port }, 'accept failed: l4lb is out of file descriptors or another local resource; serving what it can');
+    if (!fe) return;
+    fe.stats.acceptErrors++;
+    fe.resources.exhausted(`accept on ${this.address.host}:${this.port}: ${err.code ?? err.message}`);
   }
 
   private accept(sock: Socket): void {
-    if (episode.open) {
-      episode.open = false;
-      this.host.frontend(this.frontend)?.log.warn({ address: this.address.host, port: this.port }, 'accepting again');
-    }
     const fe = this.host.frontend(this.frontend);
     const peer = sock.remoteAddress;
     if (!fe || peer === undefined) {

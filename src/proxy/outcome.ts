@@ -38,6 +38,8 @@ export interface CloseRecord {
   readonly durationMs: number;
   readonly reason: CloseReason;
   readonly detail?: string;
+  /** The backends tried with each outcome (`["pg1:refused", "pg2:ok"]`), when more than one (SPEC §15). */
+  readonly attempts?: readonly string[];
   /** It had been counted as an open connection. */
   readonly wasActive: boolean;
 }
@@ -66,6 +68,7 @@ export function closed(fe: FrontendRuntime, r: CloseRecord): void {
     duration_ms: r.durationMs,
     reason: r.reason,
   };
+  if (r.attempts !== undefined) line.attempts = r.attempts;
   if (r.detail !== undefined) line.detail = r.detail;
   fe.log.info(line, 'connection closed');
 }

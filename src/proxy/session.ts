@@ -44,6 +44,8 @@ export class Session {
   private direct = false;
   /** The socket to reset rather than close (the other side failed). */
   private abortOther: Socket | null = null;
+  /** Backends tried, with the outcome of each (`pg1:refused`); logged when more than one. */
+  private readonly attempts: string[] = [];
 
   constructor(
     private readonly fe: FrontendRuntime,
@@ -112,6 +114,7 @@ export class Session {
     const pool = this.pool;
     for (;;) {
       const name = lease.backend;
+      this.attempts.push(name);
       const b = pool.backendByName(name);
       try {
         if (!b) throw new ConnectError('error', `backend ${name} left the config`);
@@ -121,11 +124,14 @@ export class Session {
           return;
         }
         lease.connected();
+        if (this.attempts.length > 1) this.attempts[this.attempts.length - 1] = `${name}:ok`;
         this.attach(b, sock);
         return;
       } catch (err) {
         if (this.closed) return; // finish() released the lease
         const why: ConnectFailure = err instanceof ConnectError ? err.reason : 'error';
+        this.attempts[this.attempts.length - 1] = `${name}:${why}`;
+        if (why === 'local') this.fe.resources.exhausted(`connect to ${name}: ${(err as Error).message}`);
         const next: Lease | null = await lease.failed(why);
         if (this.fe.log.isLevelEnabled('debug')) this.fe.log.debug({ client: this.init.client.address, backend: name, why, next: next?.backend ?? null }, 'connect failed');
         if (this.closed) return;
@@ -279,6 +285,7 @@ export class Session {
   /** The client failed (a reset, mostly): the backend is reset too, so it cannot take a cut request for a whole one. */
   onClientError(): void {
     this.abortOther = this.backendSock;
+    if (this.reason === 'backend_closed' || this.reason === 'client_closed') this.reason = null; // a reset after a FIN is still a reset
     this.finish(this.reason ?? 'client_error');
   }
 
@@ -335,6 +342,8 @@ export class Session {
       bytesOut: c.bytesWritten,
       durationMs: Math.round(performance.now() - this.started),
       reason: this.reason,
+      ...(this.attempts.length > 1 ? { attempts: this.attempts } : {}),
+      ...(this.reason === 'connect_failed' && this.attempts.every((a) => a.endsWith(':local')) ? { detail: 'l4lb is out of file descriptors (or local ports)' } : {}),
       wasActive: true,
     });
     this.onDone(this);
