@@ -6,23 +6,11 @@
  * Every message verbatim.
  */
 import t from 'tap';
-import { validate } from '../../src/config/validate';
 import { compile } from '../../src/config/compile';
-import type { ConfigIssue } from '../../src/errors';
+import { ok, errors } from '../util/config';
 
 const b = (name: string, port: number) => ({ name, address: `127.0.0.1:${port}` });
 
-function ok(input: unknown) {
-  const r = validate(input);
-  if (!r.ok) throw new Error(`expected a valid config, got:\n${r.errors.map((e) => `${e.path}: ${e.message}`).join('\n')}`);
-  return r.config;
-}
-
-function errors(input: unknown): ConfigIssue[] {
-  const r = validate(input);
-  if (r.ok) throw new Error('expected errors, the config was accepted');
-  return r.errors;
-}
 
 const pools = () => [
   { name: 'pg', affinity: { key: 'sni' }, backends: [b('pg1', 5001), b('pg2', 5002)] },

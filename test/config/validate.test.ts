@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { validate, formatPath } from '../../src/config/validate';
 import { parseDuration, parseHostPort, parseCidr, formatHostPort } from '../../src/config/parse';
 import { ConfigError, type ConfigIssue } from '../../src/errors';
+import { ok, errors } from '../util/config';
 
 /** A minimal valid config; `fe` is merged into the one frontend. */
 function minimal(fe: Record<string, unknown> = {}): Record<string, unknown> {
@@ -27,17 +28,6 @@ function minimal(fe: Record<string, unknown> = {}): Record<string, unknown> {
   };
 }
 
-function ok(input: unknown) {
-  const r = validate(input);
-  if (!r.ok) throw new Error(`expected a valid config, got:\n${r.errors.map((e) => `${e.path}: ${e.message}`).join('\n')}`);
-  return r.config;
-}
-
-function errors(input: unknown): ConfigIssue[] {
-  const r = validate(input);
-  if (r.ok) throw new Error('expected errors, the config was accepted');
-  return r.errors;
-}
 
 const byPath = (a: ConfigIssue, b: ConfigIssue) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.message < b.message ? -1 : 1);
 
