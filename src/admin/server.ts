@@ -58,6 +58,10 @@ export class AdminServer {
     if (declared > MAX_BODY) return tooLarge(req, res);
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) {
       const body = await readBody(req, MAX_BODY);
+      if (body === 'aborted') {
+        req.socket.destroy(); // the client left (or timed out) mid-body: nothing to answer, nothing to log
+        return;
+      }
       if (body === null) return tooLarge(req, res);
     }
     let url: URL;
@@ -161,9 +165,9 @@ export const MAX_BODY = 64 * 1024;
 const REQUEST_TIMEOUT_MS = 10_000;
 const MAX_CONNECTIONS = 64;
 
-/** The body, or null past `max` bytes (reading stops there). */
-function readBody(req: IncomingMessage, max: number): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
+/** The body, null past `max` bytes (reading stops there), or 'aborted' when the client went away mid-body. */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | null | 'aborted'> {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let n = 0;
     const onData = (c: Buffer) => {
@@ -178,7 +182,7 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer | null> {
     };
     req.on('data', onData);
     req.once('end', () => resolve(Buffer.concat(chunks)));
-    req.once('error', reject);
+    req.once('error', () => resolve('aborted'));
   });
 }
 
