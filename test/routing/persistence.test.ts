@@ -240,26 +240,3 @@ t.test('a key deleted while a connection is open: the next entry is pinned by ev
   table.assign('x', 'd');
   t.same(table.get('x'), { key: 'x', backend: 'd', expiresAt: null, connections: 1 }, 'after retain() dropped it, likewise');
 });
-
-t.test('the table grows with its entries: expiry, eviction order (least recent first) and nothing lost across doublings', async (t) => {
-  const { table, advance } = setup(TTL, 5000);
-  t.equal(table.allocated, 1024, 'it starts with room for 1024 entries, not max_entries');
-  for (let i = 0; i < 1024; i++) table.assign(`k${i}`, 'a');
-  advance(1000);
-  table.lookup('k0'); // k0 is now the most recently used of the first 1024
-  for (let i = 1024; i < 3000; i++) table.assign(`k${i}`, 'b');
-  t.equal(table.allocated, 4096, 'doubled twice to hold 3000');
-  t.equal(table.size, 3000, 'nothing was evicted while growing');
-  t.equal(table.evictions, 0);
-  t.equal(table.get('k3')!.expiresAt, WALL0 + TTL, 'a copied entry keeps its expiry');
-  t.equal(table.get('k2000')!.expiresAt, WALL0 + 1000 + TTL);
-  for (let i = 3000; i < 5001; i++) table.assign(`k${i}`, 'c');
-  t.equal(table.allocated, 5000, 'capped at max_entries');
-  t.equal(table.size, 5000);
-  t.equal(table.evictions, 1, 'past max_entries the least recently used goes');
-  t.equal(table.lookup('k1'), undefined, 'k1 was the least recently used (k0 had been looked up)');
-  t.equal(table.lookup('k0'), 'a', 'k0 survived: recency was kept across the doublings');
-  advance(TTL - 999);
-  t.equal(table.lookup('k2'), undefined, 'the first entries expire on time after being copied');
-  t.equal(table.lookup('k1500'), 'b', 'the later ones are still there');
-});
