@@ -139,12 +139,16 @@ export class RouteTable {
     return best < this.routes.length ? this.routes[best]!.result : null;
   }
 
+  /** Routes whose conditions were checked, over every match() so far: what a match costs, for tests. */
+  examined = 0;
+
   /** The first index in `list` below `bound` whose non-SNI conditions hold, else `bound`. */
   private firstHolding(list: IndexList | undefined, facts: RouteFacts, bound: number): number {
     if (list === undefined) return bound;
     for (let i = 0; i < list.length; i++) {
       const index = list[i]!;
       if (index >= bound) return bound;
+      this.examined++;
       if (holds(this.routes[index]!, facts)) return index;
     }
     return bound;
