@@ -365,7 +365,9 @@ function l4lbLB(name, { level = 'warn', workers = null, variant = null } = {}) {
     start(port, backends, tag, be) {
       const file = path.join(TMP, `${name}-${tag}.yaml`);
       fs.writeFileSync(file, this.config(port, backends, be));
-      return start(`${name}-${tag}`, process.execPath, [path.join(ROOT, 'bin/l4lb'), 'run', '-c', file]);
+      // L4LB_BENCH_NODE_FLAGS="--trace-gc" (or --cpu-prof ...): node flags for the l4lb processes only, for profiling
+      const flags = (process.env.L4LB_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+      return start(`${name}-${tag}`, process.execPath, [...flags, path.join(ROOT, 'bin/l4lb'), 'run', '-c', file]);
     },
     /** null if l4lb accepts the config, else its complaint. */
     check() {
