@@ -146,6 +146,32 @@ const frontend = z.strictObject({
   allow: z.array(cidr).default([]),
   deny: z.array(cidr).default([]),
   max_connections: int(1, 10_000_000).default(10_000),
+  /** Per client address (after PROXY; IPv6 per ipv6_prefix): open connections and new ones per second (SPEC §14). */
+  limits: z
+    .strictObject({
+      per_source: z
+        .strictObject({
+          connections: int(1, 10_000_000).nullable().default(null),
+          rate: z
+            .string()
+            .transform((text, ctx) => {
+              const m = /^(\d+)\/s$/.exec(text.trim());
+              if (!m || Number(m[1]) < 1) {
+                ctx.addIssue({ code: 'custom', message: `invalid rate "${text}" (expected e.g. 50/s)` });
+                return z.NEVER;
+              }
+              return Number(m[1]);
+            })
+            .nullable()
+            .default(null),
+          ipv6_prefix: int(0, 128).default(64),
+          /** Sources tracked at most (least recently seen forgotten first): a spoofing flood cannot grow it. */
+          max_sources: int(1, 10_000_000).default(100_000),
+        })
+        .nullable()
+        .default(null),
+    })
+    .prefault({}),
   timeouts: z
     .strictObject({
       connect: duration.default(2000),

@@ -6,10 +6,11 @@
 import type { FrontendPlan } from '../config/compile.js';
 import type { Logger } from '../log.js';
 import type { ResourceWatch } from './resources.js';
+import { SourceLimits } from './source-limits.js';
 
-export type RefusedReason = 'denied' | 'over_limit' | 'untrusted_proxy' | 'bad_proxy_header' | 'handshake_timeout' | 'no_route';
+export type RefusedReason = 'denied' | 'over_limit' | 'over_source_limit' | 'untrusted_proxy' | 'bad_proxy_header' | 'handshake_timeout' | 'no_route';
 
-export const REFUSED_REASONS: readonly RefusedReason[] = ['denied', 'over_limit', 'untrusted_proxy', 'bad_proxy_header', 'handshake_timeout', 'no_route'];
+export const REFUSED_REASONS: readonly RefusedReason[] = ['denied', 'over_limit', 'over_source_limit', 'untrusted_proxy', 'bad_proxy_header', 'handshake_timeout', 'no_route'];
 
 export interface FrontendStats {
   active: number;
@@ -48,11 +49,17 @@ export class FrontendRuntime {
     readonly log: Logger,
     /** The process's watch on its own descriptors. */
     readonly resources: ResourceWatch,
+    /** limits.per_source, or null. */
+    readonly sourceLimits: SourceLimits | null,
   ) {
     this.name = plan.name;
   }
 
   static build(plan: FrontendPlan, prev: FrontendRuntime | undefined, log: Logger, resources: ResourceWatch): FrontendRuntime {
-    return new FrontendRuntime(plan, prev?.stats ?? newStats(), log.child({ frontend: plan.name }), resources);
+    const want = plan.config.limits.per_source;
+    // Open connections keep counting across a reload while the limits stay the same.
+    const same = prev?.sourceLimits && want && JSON.stringify(prev.sourceLimits.opts) === JSON.stringify(want);
+    const limits = want === null ? null : same ? prev!.sourceLimits : new SourceLimits(want);
+    return new FrontendRuntime(plan, prev?.stats ?? newStats(), log.child({ frontend: plan.name }), resources, limits);
   }
 }

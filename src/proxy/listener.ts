@@ -127,6 +127,13 @@ export class Listener {
   /** Route, key, session. `guardProxy`: accept_proxy optional, untrusted peer, no peek: the session checks the first bytes. */
   private dispatch(fe: FrontendRuntime, sock: Socket, p: Peeked, guardProxy: boolean): void {
     const plan = fe.plan;
+    const limits = fe.sourceLimits;
+    if (limits !== null && !limits.admit(p.client.address)) {
+      sock.on('error', () => {});
+      sock.destroy();
+      refused(fe, p.client.address, 'over_source_limit', null, true);
+      return;
+    }
     let poolName = plan.pool;
     let route: string | null = null;
     if (plan.routes !== null) {
@@ -141,6 +148,7 @@ export class Listener {
         sock.on('error', () => {});
         sock.destroy();
         refused(fe, p.client.address, 'no_route', null, true);
+        limits?.release(p.client.address);
         return;
       }
       poolName = m.pool;
@@ -152,6 +160,7 @@ export class Listener {
       sock.on('error', () => {});
       sock.destroy();
       refused(fe, p.client.address, 'no_route', `pool ${poolName} is gone`, true);
+      limits?.release(p.client.address);
       return;
     }
     const k = affinityKey(pool.plan.key, { client: p.client.address, viaProxy: p.viaProxy, sni: p.sni });

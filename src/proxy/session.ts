@@ -325,6 +325,7 @@ export class Session {
       else sock.destroy();
     }
     this.lease?.release();
+    this.fe.sourceLimits?.release(this.init.client.address);
     if (this.reason === 'untrusted_proxy') {
       // Closed before any byte reached a backend: a refusal (SPEC §15), whatever was dialled meanwhile.
       refused(this.fe, this.init.client.address, 'untrusted_proxy', 'PROXY header from a peer outside trusted_proxies', true);
