@@ -208,7 +208,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('--ttl <duration>', 'quick mode: persistence ttl, e.g. 30m')
       .option('--admin <host:port>', 'quick mode: admin listener')
       .addOption(new Option('--log-format <format>', 'log format').choices(['json', 'pretty']).default('json'))
-      .option('--log-level <level>', 'override log.level');
+      .addOption(new Option('--log-level <level>', 'override log.level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']));
 
   runOpts(program.command('run').description('run the load balancer (the default command)')).action((o: RunOptions) => {
     result = run(o);
@@ -262,7 +262,12 @@ export async function main(argv: string[]): Promise<number> {
   // `l4lb -c FILE` means `l4lb run -c FILE`.
   const args = argv.slice(2);
   const first = args[0];
-  if (first === undefined || (first.startsWith('-') && !['-h', '--help', '-V', '--version'].includes(first))) args.unshift('run');
+  if (first === undefined) {
+    // No arguments: the usage, not a run with nothing to run (exit 1, as for any other missing argument).
+    process.stderr.write(program.helpInformation());
+    return 1;
+  }
+  if (first.startsWith('-') && !['-h', '--help', '-V', '--version'].includes(first)) args.unshift('run');
   try {
     await program.parseAsync(args, { from: 'user' });
     return await result;

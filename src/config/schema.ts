@@ -15,6 +15,9 @@ const duration = z.string().transform((text, ctx) => {
   return ms;
 });
 
+/** A duration that must be more than zero: a 0s interval or timeout would be a busy loop or an instant failure. */
+const positive = duration.pipe(z.number().min(1, 'must be more than 0'));
+
 export interface Address extends HostPort {
   readonly text: string;
 }
@@ -43,7 +46,7 @@ const name = z.string().regex(/^[a-z0-9_-]+$/, 'must match [a-z0-9_-]+');
 
 const backend = z.strictObject({
   name,
-  address,
+  address: address.refine((a) => a.port !== 0, 'port 0 is not a backend port'),
   weight: int(0, 256).default(1),
   backup: z.boolean().default(false),
   send_proxy: offOr(['v1', 'v2']).optional(),
@@ -51,8 +54,8 @@ const backend = z.strictObject({
 });
 
 const healthCheck = z.strictObject({
-  interval: duration.default(2000),
-  timeout: duration.default(1000),
+  interval: positive.default(2000),
+  timeout: positive.default(1000),
   rise: int(1, 100).default(2),
   fall: int(1, 100).default(3),
   send: z.string().nullable().default(null),
@@ -100,7 +103,7 @@ const placement = {
   passive: z
     .strictObject({
       max_fails: int(1, 1000).default(3),
-      fail_timeout: duration.default(10_000),
+      fail_timeout: positive.default(10_000),
     })
     .prefault({}),
   send_proxy: offOr(['v1', 'v2']).default('off'),
@@ -174,9 +177,9 @@ const frontend = z.strictObject({
     .prefault({}),
   timeouts: z
     .strictObject({
-      connect: duration.default(2000),
+      connect: positive.default(2000),
       idle: duration.default(3_600_000),
-      handshake: duration.default(5000),
+      handshake: positive.default(5000),
     })
     .prefault({}),
   /** The pool every connection goes to (SPEC §9). */
@@ -193,7 +196,7 @@ const pool = z.strictObject({
   ...placement,
   timeouts: z
     .strictObject({
-      connect: duration.default(2000),
+      connect: positive.default(2000),
       idle: duration.default(3_600_000),
     })
     .prefault({}),
