@@ -105,11 +105,10 @@ export class AdminServer {
     return a.length === b.length && timingSafeEqual(a, b);
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse, url: URL, raw: string[]): Promise<void> {
+  private async handle(req: IncomingMessage, res: ServerResponse, url: URL, parts: readonly string[]): Promise<void> {
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
     const c = this.control;
-    const parts = raw;
 
     if (method === 'GET' && path === '/healthz') {
       const ok = c.accepting();

@@ -52,9 +52,13 @@ export class LocalPlacement implements Placement {
     if (d === null) return null;
     const b = p.backends[d.backend]!;
     if (key !== null && p.table !== null && d.write) p.table.assign(key, b.name);
-    if (d.via === 'last_resort') p.log.warn({ key, backend: b.name }, 'placed on draining backend: last resort');
+    if (d.via === 'last_resort') lastResort(p, key, b);
     return new LocalLease(p, key, b, d.via);
   }
+}
+
+function lastResort(p: PoolRuntime, key: string | null, b: BackendRuntime): void {
+  p.log.warn({ key, backend: b.name }, 'placed on draining backend: last resort');
 }
 
 export class LocalLease implements Lease {
@@ -122,7 +126,7 @@ export class LocalLease implements Lease {
     const d = p.router.next(key, UNHASHED, p.view, this.tried);
     if (d === null) return null;
     const b = p.backends[d.backend]!;
-    if (d.via === 'last_resort') p.log.warn({ key, backend: b.name }, 'placed on draining backend: last resort');
+    if (d.via === 'last_resort') lastResort(p, key, b);
     return b;
   }
 

@@ -15,7 +15,7 @@ export type CloseReason =
   | 'connect_failed'
   | 'client_error'
   | 'backend_error'
-  | 'untrusted_proxy' // logged as a refusal (outcome.refused), not a close
+  | 'untrusted_proxy' // logged as a refusal, not a close (see closed())
   | 'shutdown';
 
 /** Refused before relaying. `wasActive`: it had been counted as an open connection. */
@@ -37,14 +37,19 @@ export interface CloseRecord {
   readonly bytesOut: number;
   readonly durationMs: number;
   readonly reason: CloseReason;
-  readonly detail?: string;
+  readonly detail?: string | undefined;
   /** The backends tried with each outcome (`["pg1:refused", "pg2:ok"]`), when more than one (SPEC §15). */
-  readonly attempts?: readonly string[];
+  readonly attempts?: readonly string[] | undefined;
   /** It had been counted as an open connection. */
   readonly wasActive: boolean;
 }
 
 export function closed(fe: FrontendRuntime, r: CloseRecord): void {
+  if (r.reason === 'untrusted_proxy') {
+    // Closed before any client byte reached a backend: a refusal (SPEC §15), whatever was dialled meanwhile.
+    refused(fe, r.client, 'untrusted_proxy', 'PROXY header from a peer outside trusted_proxies', r.wasActive);
+    return;
+  }
   const st = fe.stats;
   if (r.wasActive) st.active--;
   st.bytesIn += r.bytesIn;

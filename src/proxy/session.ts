@@ -11,7 +11,7 @@ import type { PoolRuntime } from '../placement/pool.js';
 import type { ChosenKey } from '../routing/keys.js';
 import { ConnectError, READS_TO_CALLBACK, type ConnectFailure, type Dialer, type OnRead } from './dialer.js';
 import type { FrontendRuntime } from './frontend.js';
-import { closed, refused, type CloseReason } from './outcome.js';
+import { closed, type CloseReason } from './outcome.js';
 import type { Peeked } from './peek.js';
 import { buildProxyHeader, signatureOf, type Endpoint } from './proxy-header.js';
 
@@ -44,8 +44,8 @@ export class Session {
   private direct = false;
   /** The socket to reset rather than close (the other side failed). */
   private abortOther: Socket | null = null;
-  /** Backends tried, with the outcome of each (`pg1:refused`); logged when more than one. */
-  private readonly attempts: string[] = [];
+  /** After a failed connect: the backends tried, with the outcome of each (`pg1:refused`); logged when more than one. */
+  private attempts: string[] | null = null;
 
   constructor(
     private readonly fe: FrontendRuntime,
@@ -114,7 +114,6 @@ export class Session {
     const pool = this.pool;
     for (;;) {
       const name = lease.backend;
-      this.attempts.push(name);
       const b = pool.backendByName(name);
       try {
         if (!b) throw new ConnectError('error', `backend ${name} left the config`);
@@ -124,13 +123,13 @@ export class Session {
           return;
         }
         lease.connected();
-        if (this.attempts.length > 1) this.attempts[this.attempts.length - 1] = `${name}:ok`;
+        this.attempts?.push(`${name}:ok`);
         this.attach(b, sock);
         return;
       } catch (err) {
         if (this.closed) return; // finish() released the lease
         const why: ConnectFailure = err instanceof ConnectError ? err.reason : 'error';
-        this.attempts[this.attempts.length - 1] = `${name}:${why}`;
+        (this.attempts ??= []).push(`${name}:${why}`);
         if (why === 'local') this.fe.resources.exhausted(`connect to ${name}: ${(err as Error).message}`);
         const next: Lease | null = await lease.failed(why);
         if (this.fe.log.isLevelEnabled('debug')) this.fe.log.debug({ client: this.init.client.address, backend: name, why, next: next?.backend ?? null }, 'connect failed');
@@ -319,19 +318,11 @@ export class Session {
     this.reason ??= reason;
     const c = this.client;
     const s = this.backendSock;
-    for (const sock of [c, s]) {
-      if (sock === null || sock.destroyed) continue;
-      if (sock === this.abortOther) sock.resetAndDestroy();
-      else sock.destroy();
-    }
+    this.close(c);
+    if (s) this.close(s);
     this.lease?.release();
     this.fe.sourceLimits?.release(this.init.client.address);
-    if (this.reason === 'untrusted_proxy') {
-      // Closed before any byte reached a backend: a refusal (SPEC §15), whatever was dialled meanwhile.
-      refused(this.fe, this.init.client.address, 'untrusted_proxy', 'PROXY header from a peer outside trusted_proxies', true);
-      this.onDone(this);
-      return;
-    }
+    const attempts = this.attempts;
     closed(this.fe, {
       client: this.init.client.address,
       key: this.key.key,
@@ -343,11 +334,18 @@ export class Session {
       bytesOut: c.bytesWritten,
       durationMs: Math.round(performance.now() - this.started),
       reason: this.reason,
-      ...(this.attempts.length > 1 ? { attempts: this.attempts } : {}),
-      ...(this.reason === 'connect_failed' && this.attempts.every((a) => a.endsWith(':local')) ? { detail: 'l4lb is out of file descriptors (or local ports)' } : {}),
+      attempts: attempts !== null && attempts.length > 1 ? attempts : undefined,
+      detail: this.reason === 'connect_failed' && attempts?.every((a) => a.endsWith(':local')) ? 'l4lb is out of file descriptors (or local ports)' : undefined,
       wasActive: true,
     });
     this.onDone(this);
+  }
+
+  /** Reset the socket whose peer must learn the other side failed; close the rest. */
+  private close(sock: Socket): void {
+    if (sock.destroyed) return;
+    if (sock === this.abortOther) sock.resetAndDestroy();
+    else sock.destroy();
   }
 }
 

